@@ -1,0 +1,195 @@
+"""ELF core files: QEMU ``dump-guest-memory`` and kdump ``/proc/vmcore``.
+
+Physical memory comes from the PT_LOAD segments, addressed by ``p_paddr``.
+The PT_NOTE segments give the VMCOREINFO note (parsed into ``vmcoreinfo``) and
+one NT_PRSTATUS per CPU (``prstatus``: x0-x30, sp, pc, pstate on arm64).
+
+Bytes of a segment beyond ``p_filesz`` (up to ``p_memsz``) are *not present*:
+makedumpfile drops filtered pages that way, and their content is unknown, not
+zero (``crash`` also refuses them unless told ``--zero_excluded``).  Pass
+``zero_fill_excluded=True`` to read them as zeros instead.
+
+Segments may overlap (a kdump vmcore maps the kernel image twice: the linear
+map and the kimage segment).  The first segment in file order wins; the bytes
+are the same physical memory either way.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..errors import ImageFormatError
+from .base import PhysicalMemory, Range
+from .mapped import MappedFile
+
+PT_LOAD = "PT_LOAD"
+PT_NOTE = "PT_NOTE"
+NT_PRSTATUS = 1
+EM_AARCH64 = "EM_AARCH64"
+
+# struct elf_prstatus (arm64): pr_pid at 32, pr_reg[34] (x0..x30, sp, pc, pstate) at 112
+_PRSTATUS_PID_OFF = 32
+_PRSTATUS_REG_OFF = 112
+_AARCH64_REGS = [f"x{i}" for i in range(31)] + ["sp", "pc", "pstate"]
+
+
+def _align4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def parse_notes(data: bytes, little_endian: bool = True, where: str = "PT_NOTE") -> list[tuple[str, int, bytes]]:
+    """Split an ELF note segment into (name, type, desc) triples."""
+    fmt = "<III" if little_endian else ">III"
+    notes = []
+    pos = 0
+    while pos + 12 <= len(data):
+        namesz, descsz, ntype = struct.unpack_from(fmt, data, pos)
+        if namesz == 0 and descsz == 0 and ntype == 0:
+            break  # zero padding at the end of a kdump note segment
+        name_end = pos + 12 + namesz
+        desc_off = _align4(name_end)
+        desc_end = desc_off + descsz
+        if desc_end > len(data):
+            raise ImageFormatError(f"{where}: corrupt note at offset {pos:#x} (runs past the segment)")
+        name = data[pos + 12 : name_end].rstrip(b"\0").decode("latin-1")
+        notes.append((name, ntype, bytes(data[desc_off:desc_end])))
+        pos = _align4(desc_end)
+    return notes
+
+
+def parse_vmcoreinfo(desc: bytes) -> dict[str, str]:
+    """VMCOREINFO is text: ``KEY=value`` lines (``SYMBOL(x)=``, ``NUMBER(x)=`` ...)."""
+    out: dict[str, str] = {}
+    for line in desc.rstrip(b"\0").decode("latin-1").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def parse_prstatus_aarch64(desc: bytes) -> dict | None:
+    if len(desc) < _PRSTATUS_REG_OFF + 8 * len(_AARCH64_REGS):
+        return None
+    (pid,) = struct.unpack_from("<i", desc, _PRSTATUS_PID_OFF)
+    regs = struct.unpack_from(f"<{len(_AARCH64_REGS)}Q", desc, _PRSTATUS_REG_OFF)
+    return {"pid": pid, "regs": dict(zip(_AARCH64_REGS, regs))}
+
+
+class ElfCoreMemory(PhysicalMemory):
+    format = "elf"
+
+    def __init__(self, path, zero_fill_excluded: bool = False):
+        super().__init__(str(path))
+        self._file = MappedFile(path)
+        self._mm = self._file.mm
+        self.zero_fill_excluded = zero_fill_excluded
+        #: every ELF note: (name, type, desc bytes)
+        self.notes: list[tuple[str, int, bytes]] = []
+        #: one entry per NT_PRSTATUS note (arm64 only): {"pid", "regs": {x0.., sp, pc, pstate}}
+        self.prstatus: list[dict] = []
+        try:
+            self._parse()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _segments(self):
+        from elftools.elf.elffile import ELFFile
+
+        try:
+            elf = ELFFile(self._file._f)
+            hdr = elf.header
+            if hdr["e_type"] != "ET_CORE":
+                raise ImageFormatError(f"{self.path}: ELF file of type {hdr['e_type']}, not a core dump (ET_CORE)")
+            segs = [elf.get_segment(i).header for i in range(elf.num_segments())]
+        except ImageFormatError:
+            raise
+        except Exception as e:  # pyelftools raises many kinds on garbage
+            raise ImageFormatError(f"{self.path}: corrupt ELF header: {e}") from None
+        self.machine = hdr["e_machine"]
+        self.little_endian = elf.little_endian
+        return segs
+
+    def _parse(self) -> None:
+        size = self._file.size
+        segs = self._segments()
+        pieces: list[tuple[int, int, int | None]] = []  # (pa_start, pa_end, file_offset or None=zeros)
+        for i, s in enumerate(segs):
+            kind, off, filesz = s["p_type"], s["p_offset"], s["p_filesz"]
+            if kind not in (PT_LOAD, PT_NOTE):
+                continue
+            if off + filesz > size:
+                what = f"PT_LOAD #{i} (phys {s['p_paddr']:#x})" if kind == PT_LOAD else f"PT_NOTE #{i}"
+                raise ImageFormatError(
+                    f"{self.path}: truncated: {what} needs file bytes {off:#x}-{off + filesz:#x} but the file has {size:#x}"
+                )
+            if kind == PT_NOTE:
+                self.notes += parse_notes(self._mm[off : off + filesz], self.little_endian, f"{self.path}: PT_NOTE #{i}")
+                continue
+            pa = s["p_paddr"]
+            if pa == 2**64 - 1:  # kcore-style "no physical address"
+                continue
+            pieces.append((pa, pa + filesz, off))
+            if self.zero_fill_excluded and s["p_memsz"] > filesz:
+                pieces.append((pa + filesz, pa + s["p_memsz"], None))
+        self._pieces = _resolve(pieces)
+        self._set_ranges([Range(a, b) for a, b, _ in self._pieces])
+        for name, ntype, desc in self.notes:
+            if name == "VMCOREINFO":
+                self.vmcoreinfo = parse_vmcoreinfo(desc)
+            elif name == "CORE" and ntype == NT_PRSTATUS and self.machine == EM_AARCH64:
+                st = parse_prstatus_aarch64(desc)
+                if st:
+                    self.prstatus.append(st)
+
+    def _read_in_range(self, index: int, pa: int, n: int) -> bytes:
+        start, _, off = self._pieces[index]
+        if off is None:
+            return bytes(n)
+        o = off + (pa - start)
+        return self._mm[o : o + n]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["machine"] = self.machine
+        d["notes"] = [{"name": n, "type": t, "size": len(desc)} for n, t, desc in self.notes]
+        d["cpus"] = len(self.prstatus)
+        d["file_size"] = self._file.size
+        return d
+
+
+def _resolve(pieces):
+    """Drop the parts of later pieces that earlier ones already cover, then sort
+    and merge pieces contiguous in both address and file offset."""
+    kept: list[tuple[int, int, int | None]] = []
+    for a, b, off in pieces:
+        todo = [(a, b)]
+        for ka, kb, _ in kept:
+            nxt = []
+            for x, y in todo:
+                if y <= ka or x >= kb:
+                    nxt.append((x, y))
+                    continue
+                if x < ka:
+                    nxt.append((x, ka))
+                if y > kb:
+                    nxt.append((kb, y))
+            todo = nxt
+        for x, y in todo:
+            if y > x:
+                kept.append((x, y, None if off is None else off + (x - a)))
+    kept.sort()
+    merged: list[tuple[int, int, int | None]] = []
+    for a, b, off in kept:
+        if merged:
+            pa, pb, poff = merged[-1]
+            if pb == a and (
+                (poff is None and off is None) or (poff is not None and off is not None and poff + (pb - pa) == off)
+            ):
+                merged[-1] = (pa, b, poff)
+                continue
+        merged.append((a, b, off))
+    return merged

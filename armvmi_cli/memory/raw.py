@@ -1,0 +1,30 @@
+"""Raw flat images: byte ``i`` of the file is physical address ``phys_base + i``."""
+
+from __future__ import annotations
+
+from .base import PhysicalMemory, Range
+from .mapped import MappedFile
+
+
+class RawMemory(PhysicalMemory):
+    format = "raw"
+
+    def __init__(self, path, phys_base: int | None = None):
+        super().__init__(str(path))
+        self.phys_base = phys_base or 0
+        self._file = MappedFile(path)
+        self._mm = self._file.mm
+        self._set_ranges([Range(self.phys_base, self.phys_base + self._file.size)])
+
+    def _read_in_range(self, index: int, pa: int, n: int) -> bytes:
+        off = pa - self.phys_base
+        return self._mm[off : off + n]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["phys_base"] = self.phys_base
+        d["file_size"] = self._file.size
+        return d

@@ -1,0 +1,48 @@
+"""Synthetic images for reader tests: small, deterministic, with holes."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+
+def page_pattern(pa: int, n: int, seed: int = 0) -> bytes:
+    """Deterministic bytes that differ per address, so misplaced reads show."""
+    rnd = random.Random(seed * 1_000_003 + pa)
+    return rnd.randbytes(n)
+
+
+def elf_note(name: bytes, ntype: int, desc: bytes) -> bytes:
+    def pad(b):
+        return b + b"\0" * (-len(b) % 4)
+
+    return struct.pack("<III", len(name) + 1, len(desc), ntype) + pad(name + b"\0") + pad(desc)
+
+
+def write_elf_core(path, segments, notes: bytes = b"", truncate_to: int | None = None, memsz_extra: int = 0):
+    """Write a little-endian ELF64 ET_CORE for EM_AARCH64.
+
+    ``segments`` is a list of (paddr, data bytes).  ``memsz_extra`` bytes are
+    added to each PT_LOAD's p_memsz beyond its p_filesz (kdump-style filtered tail).
+    """
+    phnum = len(segments) + (1 if notes else 0)
+    ehdr_size, ph_size = 64, 56
+    off = ehdr_size + phnum * ph_size
+    phdrs = b""
+    body = b""
+    if notes:
+        phdrs += struct.pack("<IIQQQQQQ", 4, 0, off, 0, 0, len(notes), len(notes), 0)
+        body += notes
+        off += len(notes)
+    for paddr, data in segments:
+        phdrs += struct.pack("<IIQQQQQQ", 1, 0, off, paddr, paddr, len(data), len(data) + memsz_extra, 0)
+        body += data
+        off += len(data)
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    ehdr = ident + struct.pack("<HHIQQQIHHHHHH", 4, 183, 1, 0, ehdr_size, 0, 0, ehdr_size, ph_size, phnum, 0, 0, 0)
+    blob = ehdr + phdrs + body
+    if truncate_to is not None:
+        blob = blob[:truncate_to]
+    with open(path, "wb") as f:
+        f.write(blob)
+    return path
