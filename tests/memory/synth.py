@@ -46,3 +46,47 @@ def write_elf_core(path, segments, notes: bytes = b"", truncate_to: int | None =
     with open(path, "wb") as f:
         f.write(blob)
     return path
+
+
+from armvmi_cli.memory.base import PhysicalMemory, Range  # noqa: E402
+
+
+class BytesMemory(PhysicalMemory):
+    """An in-memory PhysicalMemory over {start: bytes} ranges."""
+
+    format = "synthetic"
+
+    def __init__(self, chunks: dict[int, bytes]):
+        super().__init__(None)
+        self._chunks = dict(sorted(chunks.items()))
+        self._set_ranges([Range(a, a + len(b)) for a, b in self._chunks.items()])
+        self._data = list(self._chunks.values())
+
+    def _read_in_range(self, index, pa, n):
+        o = pa - self._ranges[index].start
+        return self._data[index][o : o + n]
+
+
+def mixed_pages(pa: int, npages: int, seed: int = 0) -> bytes:
+    """Zero, text-like and random pages, as in a real image."""
+    out = []
+    for i in range(npages):
+        kind = (i * 7 + seed) % 3
+        if kind == 0:
+            out.append(bytes(4096))
+        elif kind == 1:
+            out.append((f"page {pa + i * 4096:#x} task sshd swapper ".encode() * 130)[:4096])
+        else:
+            out.append(page_pattern(pa + i * 4096, 4096, seed))
+    return b"".join(out)
+
+
+def sample_memory() -> BytesMemory:
+    """Three ranges with holes, one not page-aligned in size."""
+    return BytesMemory(
+        {
+            0x4000_0000: mixed_pages(0x4000_0000, 40),
+            0x4100_0000: mixed_pages(0x4100_0000, 3, seed=1) + b"tail" * 100,
+            0x8000_0000: page_pattern(0x8000_0000, 0x11000, seed=2),
+        }
+    )
