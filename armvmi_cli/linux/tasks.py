@@ -1,0 +1,122 @@
+"""Processes and threads: ``task_struct``.
+
+``for_each_task`` walks ``init_task.tasks`` like the kernel's
+``for_each_process``; ``for_each_thread`` walks a thread group; ``TaskInfo``
+is the flat record that ``ps`` prints.  Layout differences between kernel
+versions (``__state`` vs ``state``, ``thread_node`` vs ``thread_group``) are
+resolved through the type model, not version checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import ArmvmiError
+from .list import ListWalk, list_for_each_entry
+
+PF_KTHREAD = 0x00200000
+
+# include/linux/sched.h: the report bits and their letters (fs/proc/array.c).
+TASK_REPORT = 0x7F
+TASK_NOLOAD = 0x400
+TASK_UNINTERRUPTIBLE = 0x2
+TASK_IDLE = TASK_UNINTERRUPTIBLE | TASK_NOLOAD
+TASK_RTLOCK_WAIT = 0x1000
+TASK_STATE_CHARS = "RSDTtXZPI"
+
+
+def task_state_char(state: int, exit_state: int) -> str:
+    """The letter /proc/PID/stat shows (``task_state_index``)."""
+    s = (state | exit_state) & TASK_REPORT
+    if (state & TASK_IDLE) == TASK_IDLE:
+        s = TASK_REPORT + 1
+    if state & TASK_RTLOCK_WAIT:
+        s = TASK_UNINTERRUPTIBLE
+    idx = s.bit_length()
+    return TASK_STATE_CHARS[idx] if idx < len(TASK_STATE_CHARS) else "?"
+
+
+def init_task(kernel):
+    return kernel.variable("init_task", "task_struct")
+
+
+def for_each_task(kernel, walk: ListWalk | None = None):
+    """Every thread-group leader, in task-list order (init_task excluded)."""
+    head = init_task(kernel).address_ + kernel.offsetof("task_struct", "tasks")
+    return list_for_each_entry(kernel, "task_struct", head, "tasks", walk)
+
+
+def for_each_thread(kernel, task, walk: ListWalk | None = None):
+    """Every thread of ``task``'s group, leader first."""
+    if kernel.has_member("signal_struct", "thread_head") and kernel.has_member("task_struct", "thread_node"):
+        sig = task.signal.deref()
+        head = sig.address_ + sig.offsetof_("thread_head")
+        yield from list_for_each_entry(kernel, "task_struct", head, "thread_node", walk)
+        return
+    # Older kernels: a circular list through the leader's thread_group.
+    yield task
+    head = task.address_ + task.offsetof_("thread_group")
+    yield from list_for_each_entry(kernel, "task_struct", head, "thread_group", walk)
+
+
+def task_state(task) -> int:
+    return task.__state if task.has_member_("__state") else task.state
+
+
+@dataclass
+class TaskInfo:
+    pid: int
+    tgid: int
+    ppid: int
+    uid: int | None
+    euid: int | None
+    state: str
+    kernel_thread: bool
+    comm: str
+    start_time: int | None
+    flags: int
+    task_struct: int  # GVA
+    task_struct_hpa: int | None = None  # filled by the session
+    threads: list[int] | None = None
+    mm: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _kuid(v) -> int:
+    # kuid_t is a struct with one member `val`.
+    return v.val if hasattr(v, "member_") else int(v)
+
+
+def task_info(kernel, task, with_threads: bool = False) -> TaskInfo:
+    flags = task.flags
+    try:
+        ppid = task.real_parent.tgid
+    except ArmvmiError:
+        ppid = -1
+    uid = euid = None
+    try:
+        cred = task.real_cred.deref()
+        uid = _kuid(cred.uid)
+        euid = _kuid(task.cred.deref().euid)
+    except ArmvmiError:
+        pass
+    info = TaskInfo(
+        pid=task.pid,
+        tgid=task.tgid,
+        ppid=ppid,
+        uid=uid,
+        euid=euid,
+        state=task_state_char(task_state(task), task.exit_state),
+        kernel_thread=bool(flags & PF_KTHREAD),
+        comm=task.comm,
+        start_time=task.start_time if task.has_member_("start_time") else None,
+        flags=flags,
+        task_struct=task.address_,
+        mm=int(task.mm),
+    )
+    if with_threads:
+        info.threads = [t.pid for t in for_each_thread(kernel, task)]
+    return info

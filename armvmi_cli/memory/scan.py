@@ -1,0 +1,84 @@
+"""Streaming byte-pattern search over any memory layer.
+
+Used to find text the kernel leaves in memory (VMCOREINFO, the ``Linux
+version`` banner).  Reads in large chunks with an overlap so a needle that
+straddles two chunks is still found; never holds more than one chunk.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from ..errors import ArmvmiError
+
+CHUNK = 16 << 20
+
+
+def layer_ranges(layer) -> list[tuple[int, int]]:
+    """The (start, end) runs a layer can read: PhysicalMemory gives Range
+    objects, translation layers give tuples."""
+    out = []
+    for r in layer.ranges():
+        if isinstance(r, tuple):
+            out.append((int(r[0]), int(r[1])))
+        else:
+            out.append((r.start, r.end))
+    return out
+
+
+def scan(layer, needle: bytes, ranges: Iterable[tuple[int, int]] | None = None, chunk: int = CHUNK) -> Iterator[int]:
+    """Yield every address (in ``layer``'s space) where ``needle`` starts."""
+    overlap = max(len(needle) - 1, 0)
+    for start, end in ranges if ranges is not None else layer_ranges(layer):
+        pos = start
+        while pos < end:
+            n = min(chunk + overlap, end - pos)
+            try:
+                buf = layer.read(pos, n)
+            except ArmvmiError:
+                # A hole inside a coarse range (sparse snapshot, unmapped IPA):
+                # fall back to page steps for this chunk.
+                yield from _scan_pages(layer, needle, pos, min(pos + chunk, end))
+                pos += chunk
+                continue
+            i = buf.find(needle)
+            while i != -1 and i < chunk:
+                yield pos + i
+                i = buf.find(needle, i + 1)
+            pos += chunk
+
+
+def _scan_pages(layer, needle: bytes, start: int, end: int, page: int = 4096) -> Iterator[int]:
+    pos = start
+    while pos < end:
+        try:
+            buf = layer.read(pos, min(page + len(needle) - 1, end - pos))
+        except ArmvmiError:
+            try:
+                buf = layer.read(pos, min(page, end - pos))
+            except ArmvmiError:
+                pos += page
+                continue
+        i = buf.find(needle)
+        while i != -1 and i < page:
+            yield pos + i
+            i = buf.find(needle, i + 1)
+        pos += page
+
+
+def read_cstring(layer, addr: int, limit: int = 4096) -> bytes:
+    """Bytes at ``addr`` up to the first NUL (or ``limit``), tolerant of a
+    page boundary followed by a hole."""
+    out = bytearray()
+    while len(out) < limit:
+        n = min(4096 - (addr + len(out)) % 4096, limit - len(out))
+        try:
+            part = layer.read(addr + len(out), n)
+        except ArmvmiError:
+            break
+        j = part.find(b"\0")
+        if j >= 0:
+            out += part[:j]
+            break
+        out += part
+    return bytes(out)

@@ -1,0 +1,105 @@
+"""Finding a kernel in (guest) physical memory: KASLR slide, image mapping,
+and the page tables that map it — without being told.
+
+Method, in order:
+1. VMCOREINFO (the ELF note when the image has one, else the text every
+   CRASH_CORE kernel keeps in memory) gives KERNELOFFSET (the slide),
+   kimage_voffset, VA_BITS, PAGESIZE and ``swapper_pg_dir``.
+2. Each candidate is *confirmed by walking its own page tables*: with
+   TTBR1 = swapper_pg_dir's physical address (VA - kimage_voffset), the
+   kernel VA of ``_stext`` must translate to ``_stext - kimage_voffset``.  In a
+   host image the guests' VMCOREINFO texts are in memory too; they fail this
+   check against host physical memory, so a guest is never taken for the host
+   (and vice versa).
+Using swapper_pg_dir rather than a recorded TTBR1 also sidesteps KPTI, where
+the CPU's TTBR1 may point at the trampoline tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ArmvmiError, SymbolError
+from .vmcoreinfo import VmcoreInfo, parse, scan_memory
+
+
+@dataclass
+class KernelCandidate:
+    vmcoreinfo: VmcoreInfo
+    swapper_pa: int | None = None
+    stage1: object = None
+    confirmed: bool = False
+    reason: str = ""
+
+    @property
+    def slide(self) -> int:
+        return self.vmcoreinfo.kaslr_offset or 0
+
+
+def _confirm(layer, info: VmcoreInfo) -> KernelCandidate:
+    from ..mmu import Stage1
+
+    cand = KernelCandidate(info)
+    kv = info.kimage_voffset
+    swapper = info.symbol("swapper_pg_dir")
+    stext = info.symbol("_stext")
+    cand.swapper_pa = pa = (swapper - kv) & 0xFFFF_FFFF_FFFF_FFFF
+    if not layer.is_mapped(pa):
+        cand.reason = f"swapper_pg_dir would be at {pa:#x}, which is not in this memory"
+        return cand
+    try:
+        s1 = Stage1.for_kernel(layer, pa, info.va_bits or 48, info.page_size or 4096, name="kernel stage1")
+        checks = [(swapper, pa)]
+        if stext is not None:
+            checks.append((stext, (stext - kv) & 0xFFFF_FFFF_FFFF_FFFF))
+        for va, want in checks:
+            got = s1.translate(va)
+            if got != want:
+                cand.reason = f"page tables map {va:#x} to {got:#x}, not {want:#x}"
+                return cand
+    except ArmvmiError as e:
+        cand.reason = f"page-table self-check failed: {e}"
+        return cand
+    cand.stage1 = s1
+    cand.confirmed = True
+    cand.reason = "swapper_pg_dir walk maps _stext and swapper_pg_dir to their physical addresses"
+    return cand
+
+
+def find_kernels(layer, ranges=None, note: dict | None = None) -> list[KernelCandidate]:
+    """Every kernel whose VMCOREINFO is in ``layer`` and whose page tables live
+    in ``layer`` (confirmed candidates first)."""
+    infos: list[VmcoreInfo] = []
+    if note:
+        infos.append(VmcoreInfo(dict(note), source="VMCOREINFO ELF note"))
+    infos += scan_memory(layer, ranges)
+    out = []
+    seen = set()
+    for info in infos:
+        if not info.complete:
+            continue
+        key = (info.symbol("swapper_pg_dir"), info.kimage_voffset)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(_confirm(layer, info))
+    out.sort(key=lambda c: not c.confirmed)
+    return out
+
+
+def locate_kernel(layer, ranges=None, note: dict | None = None, what: str = "memory") -> KernelCandidate:
+    cands = find_kernels(layer, ranges, note)
+    good = [c for c in cands if c.confirmed]
+    if not good:
+        if cands:
+            why = "; ".join(f"{c.vmcoreinfo.release} ({c.reason})" for c in cands)
+            raise SymbolError(f"no kernel in {what} passes the page-table self-check: {why}")
+        raise SymbolError(
+            f"no VMCOREINFO found in {what}: cannot locate the kernel (is this an arm64 Linux image? "
+            "kernels without CONFIG_CRASH_CORE are not supported yet)"
+        )
+    if len(good) > 1:
+        # Several kernels whose tables live in this memory: pick the one whose
+        # VMCOREINFO note came with the image, else the first; say so.
+        good[0].reason += f" (note: {len(good) - 1} other kernel(s) also pass in this memory)"
+    return good[0]
