@@ -1,0 +1,260 @@
+"""System.map: the kernel's symbol table as ``nm`` prints it (``addr type name``).
+
+A distro map has ~150k lines.  Parsing is one regex pass plus ``int(x, 16)``;
+the parsed form is cached (marshal, keyed by path, size, mtime and inode) in
+``$XDG_CACHE_HOME/armvmi/system_map`` so later runs load it in milliseconds.
+Addresses are *unslid* (link-time); the KASLR slide is applied by the caller.
+
+Debian's ``linux-image-*`` packages ship an 83-byte stub System.map whose only
+line says the real one is in the ``-dbg`` package; :meth:`SystemMap.check`
+recognises stubs and truncated maps so nobody debugs a wrong answer later.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import marshal
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple
+
+from ..errors import SymbolError
+
+_LINE = re.compile(rb"^\s*([0-9A-Fa-f]{1,16})[ \t]+([A-Za-z?\-])[ \t]+(\S+)", re.M)
+_CACHE_VERSION = 1
+MIN_SYMBOLS = 1000
+# Symbols every arm64 vmlinux has; a map without them is cut short or not a kernel's.
+REQUIRED = ("_text", "_stext", "_etext", "_end")
+# nm types that are not addresses in the kernel image (absolute, undefined).
+_NOT_ADDRESSES = frozenset("AaUwv")
+
+
+class Symbol(NamedTuple):
+    address: int
+    type: str
+    name: str
+
+
+class SymbolRow(NamedTuple):
+    """One row of ``armvmi symbols``: the slid (runtime) address first."""
+
+    address: int
+    type: str
+    name: str
+    unslid: int
+
+
+def read_maybe_compressed(path: str | os.PathLike) -> bytes:
+    """File contents, transparently decompressing xz, gzip, bzip2 or zstd (by magic)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise SymbolError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise SymbolError(f"{p}: is a directory, not a file") from None
+    except OSError as e:
+        raise SymbolError(f"{p}: cannot read: {e.strerror}") from None
+    try:
+        if raw.startswith(b"\xfd7zXZ\x00"):
+            import lzma
+
+            return lzma.decompress(raw)
+        if raw.startswith(b"\x1f\x8b"):
+            import gzip
+
+            return gzip.decompress(raw)
+        if raw.startswith(b"BZh"):
+            import bz2
+
+            return bz2.decompress(raw)
+        if raw.startswith(b"\x28\xb5\x2f\xfd"):
+            import cramjam
+
+            return bytes(cramjam.zstd.decompress(raw))
+    except Exception as e:  # corrupt archive: bad input, not a bug
+        raise SymbolError(f"{p}: cannot decompress: {e}") from None
+    return raw
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("ARMVMI_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "armvmi"
+    )
+    return Path(base) / "system_map"
+
+
+def _cache_key(p: Path) -> str | None:
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    ident = f"{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{_CACHE_VERSION}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+
+class SystemMap:
+    """Symbols by name and by address.  ``sm["init_task"]`` raises SymbolError."""
+
+    banner: str | None = None  # set by sources that know it (ISF, profiles)
+    release: str | None = None
+
+    def __init__(self, entries: Iterable[tuple[int, str, str]] = (), source: str = "System.map", path=None):
+        addrs, types, names = [], [], []
+        for a, t, n in entries:
+            addrs.append(a)
+            types.append(t)
+            names.append(n)
+        self._init(addrs, "".join(types), names, source, path, False)
+
+    def _init(self, addrs: list[int], types: str, names: list[str], source: str, path, stub_text: bool):
+        self._addrs, self._types, self._names = addrs, types, names
+        self.source, self.path, self._stub_text = source, path, stub_text
+        self._by_name: dict[str, int] | None = None
+        self._sorted: tuple[list[int], list[int]] | None = None
+
+    # -- loading -------------------------------------------------------------
+    @classmethod
+    def parse(cls, data: bytes, path=None, source: str = "System.map") -> "SystemMap":
+        found = _LINE.findall(data)
+        addrs = [int(a, 16) for a, _, _ in found]
+        types = b"".join(t for _, t, _ in found).decode("ascii")
+        names = [n.decode("utf-8", "replace") for _, _, n in found]
+        if not found and data.strip():
+            raise SymbolError(f"{path or 'input'}: not a System.map (no 'address type name' lines)")
+        self = cls.__new__(cls)
+        self._init(addrs, types, names, source, path, b"real System.map" in data[:4096])
+        return self
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, check: bool = True, cache: bool = True) -> "SystemMap":
+        """Load a plain or xz/gz/bz2/zstd-compressed System.map (cached)."""
+        p = Path(path)
+        key = _cache_key(p) if cache else None
+        cfile = _cache_dir() / f"{key}.marshal" if key else None
+        sm = None
+        if cfile is not None and cfile.exists():
+            try:
+                ver, addrs, types, names, stub = marshal.loads(cfile.read_bytes())
+                if ver == _CACHE_VERSION:
+                    sm = cls.__new__(cls)
+                    sm._init(addrs, types, names, "System.map", p, stub)
+            except Exception:  # a corrupt cache entry is just a miss
+                sm = None
+        if sm is None:
+            sm = cls.parse(read_maybe_compressed(p), path=p)
+            if cfile is not None:
+                try:
+                    cfile.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cfile.with_name(cfile.name + f".{os.getpid()}")
+                    tmp.write_bytes(marshal.dumps((_CACHE_VERSION, sm._addrs, sm._types, sm._names, sm._stub_text)))
+                    os.replace(tmp, cfile)
+                except OSError:
+                    pass  # read-only home: no cache, still correct
+        if check:
+            sm.check()
+        return sm
+
+    # -- sanity --------------------------------------------------------------
+    @property
+    def is_stub(self) -> bool:
+        return self._stub_text or len(self._names) < MIN_SYMBOLS
+
+    def missing_required(self) -> list[str]:
+        idx = self._index()
+        return [n for n in REQUIRED if n not in idx]
+
+    def check(self) -> "SystemMap":
+        """Raise SymbolError for a stub, truncated or non-kernel map."""
+        where = f"{self.path}: " if self.path else ""
+        if self.is_stub:
+            raise SymbolError(
+                f"{where}System.map looks like the stub shipped in linux-image-* ({len(self._names)} lines); "
+                "use the one from the -dbg package"
+            )
+        missing = self.missing_required()
+        if missing:
+            raise SymbolError(
+                f"{where}System.map is truncated or not a kernel's: {', '.join(missing)} missing "
+                f"({len(self._names)} symbols, last {self._names[-1]!r})"
+            )
+        return self
+
+    # -- queries -------------------------------------------------------------
+    def _index(self) -> dict[str, int]:
+        if self._by_name is None:
+            idx: dict[str, int] = {}
+            for i, n in enumerate(self._names):
+                idx.setdefault(n, i)  # duplicates (static symbols): first wins
+            self._by_name = idx
+        return self._by_name
+
+    def address(self, name: str) -> int | None:
+        i = self._index().get(name)
+        return None if i is None else self._addrs[i]
+
+    def symbol(self, name: str) -> Symbol | None:
+        i = self._index().get(name)
+        return None if i is None else Symbol(self._addrs[i], self._types[i], name)
+
+    def __getitem__(self, name: str) -> int:
+        i = self._index().get(name)
+        if i is None:
+            raise SymbolError(f"symbol {name!r} is not in the {self.source}" + (f" ({self.path})" if self.path else ""))
+        return self._addrs[i]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._index()
+
+    def _by_addr(self) -> tuple[list[int], list[int]]:
+        if self._sorted is None:
+            t, n, a = self._types, self._names, self._addrs
+            keep = [i for i in range(len(a)) if t[i] not in _NOT_ADDRESSES and not n[i].startswith("$")]
+            keep.sort(key=a.__getitem__)  # stable: equal addresses keep file order
+            self._sorted = ([a[i] for i in keep], keep)
+        return self._sorted
+
+    def lookup(self, addr: int) -> tuple[str, int] | None:
+        """(name, offset) of the nearest symbol at or below ``addr`` (unslid)."""
+        addrs, idx = self._by_addr()
+        j = bisect.bisect_right(addrs, addr) - 1
+        if j < 0:
+            return None
+        j = bisect.bisect_left(addrs, addrs[j])  # first symbol at that address
+        return self._names[idx[j]], addr - addrs[j]
+
+    def grep(self, pattern: str) -> list[tuple[int, str, str]]:
+        """Every (address, type, name) whose name matches the regex ``pattern``."""
+        try:
+            rx = re.compile(pattern)
+        except re.error as e:
+            raise SymbolError(f"bad symbol pattern {pattern!r}: {e}") from None
+        a, t = self._addrs, self._types
+        return [(a[i], t[i], n) for i, n in enumerate(self._names) if rx.search(n)]
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __iter__(self) -> Iterator[Symbol]:
+        for a, t, n in zip(self._addrs, self._types, self._names):
+            yield Symbol(a, t, n)
+
+    def __repr__(self) -> str:
+        return f"<SystemMap {self.path or self.source}: {len(self)} symbols>"
+
+    def to_text(self) -> str:
+        """Back to System.map text (for profiles)."""
+        return "".join(f"{a:016x} {t} {n}\n" for a, t, n in zip(self._addrs, self._types, self._names))
+
+
+def symbol_rows(symbolmap: SystemMap, pattern: str | None, slide: int = 0) -> list[SymbolRow]:
+    """Rows for ``armvmi symbols IMAGE --grep PATTERN``: matching symbols with
+    the KASLR slide applied to kernel addresses (absolute symbols stay as they are)."""
+    items = symbolmap.grep(pattern) if pattern else list(symbolmap)
+    rows = []
+    for a, t, n in items:
+        slid = a if t in _NOT_ADDRESSES else (a + slide) & 0xFFFFFFFFFFFFFFFF
+        rows.append(SymbolRow(slid, t, n, a))
+    return rows
