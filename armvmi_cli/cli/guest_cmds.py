@@ -1,0 +1,432 @@
+"""Commands that read guest memory: ps, pstree, translate, struct, read, info, symbols.
+
+Thin: each command opens a Session, calls library code, and renders.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from .options import Events, Image, Isf, Json, PhysBase, Profile, SystemMap, Vm, parse_int
+
+Until = Annotated[Optional[int], typer.Option("--until", help="Replay the event log only up to this sequence number.")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not use or write the parsed-types cache.")]
+
+
+def open_session(image, events=None, system_map=None, profile=None, isf=None, phys_base=None, until=None, no_cache=False):
+    from .. import session
+
+    return session.Session.open(
+        image,
+        events=events,
+        system_map=list(system_map or []),
+        profile=profile,
+        isf=isf,
+        phys_base=parse_int(phys_base, "--phys-base"),
+        until=until,
+        use_cache=not no_cache,
+    )
+
+
+def _hpa(vm, gva):
+    from ..errors import ArmvmiError
+
+    try:
+        return vm.to_host(gva)[-1][1]
+    except ArmvmiError:
+        return None
+
+
+def ps(
+    image: Image,
+    threads: Annotated[bool, typer.Option("--threads", "-t", help="Also list every thread of each process.")] = False,
+    no_cross_view: Annotated[bool, typer.Option("--no-cross-view", help="Skip the PID IDR cross-check.")] = False,
+    vm: Vm = None,
+    events: Events = None,
+    system_map: SystemMap = None,
+    profile: Profile = None,
+    isf: Isf = None,
+    phys_base: PhysBase = None,
+    until: Until = None,
+    no_cache: NoCache = False,
+    json: Json = False,
+):
+    """List the processes of each VM (task list, cross-checked with the PID IDR)."""
+    from ..errors import ExitCode
+    from ..linux.ps import ps as run_ps
+    from . import render
+
+    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
+    results = []
+    for v in s.select(vm):
+        k = v.kernel
+        res = run_ps(k, threads=threads, cross_view=not no_cross_view)
+        for t in res.tasks + res.hidden:
+            t.task_struct_hpa = _hpa(v, t.task_struct)
+        results.append((v, k, res))
+    code = ExitCode.OK
+    if any(r.hidden or r.unlisted_in_idr for _, _, r in results):
+        code = ExitCode.FINDINGS
+    if any(not r.complete for _, _, r in results):
+        code = ExitCode.PARTIAL
+    if json:
+        render.print_json(
+            {
+                "image": str(image),
+                "vms": [
+                    {
+                        "vm": v.vm_id,
+                        "release": k.info.release,
+                        "complete": r.complete,
+                        "problems": r.problems,
+                        "cross_view": r.cross_view,
+                        "tasks": [t.to_dict() for t in r.tasks],
+                        "hidden": [t.to_dict() for t in r.hidden],
+                        "not_in_pid_idr": [t.to_dict() for t in r.unlisted_in_idr],
+                    }
+                    for v, k, r in results
+                ],
+            }
+        )
+        raise typer.Exit(int(code))
+    from rich.table import Table
+
+    con = render.console()
+    for v, k, r in results:
+        title = f"{v.label}: Linux {k.info.release or '?'}"
+        tab = Table(title=title, title_justify="left", show_lines=False)
+        for col, just in (("PID", "right"), ("PPID", "right"), ("TGID", "right"), ("UID", "right"), ("S", "left"), ("K", "left"), ("COMM", "left"), ("START(s)", "right"), ("TASK (GVA)", "left"), ("TASK (HPA)", "left")):
+            tab.add_column(col, justify=just, no_wrap=True)
+        hidden_addrs = {t.task_struct for t in r.hidden}
+        rows = r.tasks + r.hidden
+        for t in rows:
+            mark = " [red](hidden)[/red]" if t.task_struct in hidden_addrs else ""
+            comm = t.comm.replace("[", "\\[")
+            tab.add_row(
+                str(t.pid),
+                str(t.ppid),
+                str(t.tgid),
+                "" if t.uid is None else str(t.uid),
+                t.state,
+                "k" if t.kernel_thread else "",
+                comm + mark,
+                "" if t.start_time is None else f"{t.start_time / 1e9:.2f}",
+                f"{t.task_struct:#x}",
+                render.hexaddr(t.task_struct_hpa) or "-",
+            )
+        con.print(tab)
+        for p in r.problems:
+            render.warn(f"{v.label}: {p}")
+        if not r.complete:
+            render.warn(f"{v.label}: the task list could not be walked completely; the list above is PARTIAL")
+        for t in r.hidden:
+            render.warn(f"{v.label}: pid {t.pid} ({t.comm}) is in the PID IDR but not in the task list: hidden process?")
+        for t in r.unlisted_in_idr:
+            render.warn(f"{v.label}: pid {t.pid} ({t.comm}) is in the task list but not in the PID IDR")
+    raise typer.Exit(int(code))
+
+
+def pstree(
+    image: Image,
+    vm: Vm = None,
+    events: Events = None,
+    system_map: SystemMap = None,
+    profile: Profile = None,
+    isf: Isf = None,
+    phys_base: PhysBase = None,
+    until: Until = None,
+    no_cache: NoCache = False,
+    json: Json = False,
+):
+    """Show the processes of each VM as a tree (parent -> children)."""
+    from ..linux.ps import ps as run_ps
+    from . import render
+
+    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
+    out = []
+    for v in s.select(vm):
+        r = run_ps(v.kernel, cross_view=False)
+        out.append((v, r))
+    if json:
+        render.print_json({"vms": [{"vm": v.vm_id, "tree": _tree_dict(r.tasks)} for v, r in out]})
+        return
+    from rich.tree import Tree
+
+    con = render.console()
+    for v, r in out:
+        root = Tree(f"{v.label}")
+        by_parent: dict[int, list] = {}
+        pids = {t.pid for t in r.tasks}
+        for t in r.tasks:
+            by_parent.setdefault(t.ppid if t.ppid in pids else 0, []).append(t)
+
+        def add(node, pid, depth=0):
+            for c in sorted(by_parent.get(pid, []), key=lambda t: t.pid):
+                label = f"{c.comm} [dim]({c.pid}{', uid ' + str(c.uid) if c.uid else ''}{', ' + c.state})[/dim]"
+                child = node.add(label)
+                if depth < 512 and c.pid != pid:
+                    add(child, c.pid, depth + 1)
+
+        add(root, 0)
+        con.print(root)
+        for p in r.problems:
+            render.warn(f"{v.label}: {p}")
+
+
+def _tree_dict(tasks):
+    pids = {t.pid for t in tasks}
+    children: dict[int, list] = {}
+    for t in tasks:
+        children.setdefault(t.ppid if t.ppid in pids else 0, []).append(t)
+
+    def node(t, depth=0):
+        kids = children.get(t.pid, []) if depth < 512 else []
+        return {"pid": t.pid, "comm": t.comm, "uid": t.uid, "children": [node(c, depth + 1) for c in kids if c.pid != t.pid]}
+
+    return [node(t) for t in children.get(0, [])]
+
+
+def translate(
+    image: Image,
+    gva: Annotated[Optional[str], typer.Option("--gva", help="Guest virtual address or symbol[+off]; '-' reads many from stdin.")] = None,
+    gpa: Annotated[Optional[str], typer.Option("--gpa", help="Guest physical address; '-' reads many from stdin.")] = None,
+    pid: Annotated[Optional[int], typer.Option("--pid", help="Walk this process's user page tables (mm->pgd).")] = None,
+    vm: Vm = None,
+    events: Events = None,
+    system_map: SystemMap = None,
+    profile: Profile = None,
+    isf: Isf = None,
+    phys_base: PhysBase = None,
+    until: Until = None,
+    no_cache: NoCache = False,
+    json: Json = False,
+):
+    """Translate GVA -> GPA -> HPA (or GPA -> HPA), showing every level of both walks."""
+    from ..errors import ExitCode, UsageError
+    from ..translate import translate_address
+    from . import render
+
+    if (gva is None) == (gpa is None):
+        raise UsageError("give exactly one of --gva or --gpa")
+    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
+    v = s.vm(vm)
+    text = gva if gva is not None else gpa
+    addrs = [line.strip() for line in sys.stdin if line.strip()] if text == "-" else [text]
+    kind = "gva" if gva is not None else "gpa"
+    results = [translate_address(v, a, kind, pid) for a in addrs]
+    failed = any(r["fault"] for r in results)
+    if json:
+        if len(results) == 1 and text != "-":
+            render.print_json(results[0])
+        else:
+            for r in results:
+                render.print_jsonl(r)
+    else:
+        _print_translations(results)
+    raise typer.Exit(int(ExitCode.NOT_FOUND if failed else ExitCode.OK))
+
+
+def _print_translations(results):
+    from rich.table import Table
+
+    from . import render
+
+    con = render.console()
+    for r in results:
+        con.print(f"[bold]{r['input']}[/bold] ({r['kind']}{', ' + r['symbol'] if r.get('symbol') else ''})")
+        for walk in r["walks"]:
+            tab = Table(title=f"{walk['layer']}: {walk['input']}", title_justify="left")
+            for c in ("level", "table", "in layer", "index", "descriptor", "meaning"):
+                tab.add_column(c, no_wrap=True)
+            for st in walk["steps"]:
+                tab.add_row(str(st.get("level")), st.get("table_address", ""), st.get("table_layer", ""), str(st.get("index", "")), st.get("descriptor", ""), st.get("meaning", ""))
+            con.print(tab)
+            if walk.get("fault"):
+                con.print(f"  [red]fault:[/red] {walk['fault']}")
+            else:
+                con.print(f"  -> {walk['output']}")
+        if r["fault"]:
+            con.print(f"[red]{r['input']} does not map: {r['fault']}[/red]")
+        else:
+            con.print("  " + "  ->  ".join(f"{name} {addr}" for name, addr in r["chain"]))
+
+
+def struct(
+    type_name: Annotated[str, typer.Argument(help="Type, e.g. task_struct.")],
+    address: Annotated[str, typer.Argument(help="GVA or symbol[+off] of the object.")],
+    image: Image,
+    depth: Annotated[int, typer.Option("--depth", "-d", help="Expand nested structs this deep.")] = 1,
+    vm: Vm = None,
+    events: Events = None,
+    system_map: SystemMap = None,
+    profile: Profile = None,
+    isf: Isf = None,
+    phys_base: PhysBase = None,
+    until: Until = None,
+    no_cache: NoCache = False,
+    json: Json = False,
+):
+    """Show a kernel structure's fields and values at an address or symbol."""
+    from ..linux.format import format_object
+    from . import render
+
+    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
+    k = s.vm(vm).kernel
+    addr = k.eval_address(address)
+    obj = k.object(type_name, addr)
+    tree = format_object(k, obj, depth)
+    if json:
+        render.print_json(tree)
+        return
+    from rich.tree import Tree
+
+    def build(node, d):
+        for f in d.get("fields", []):
+            label = f"[cyan]{f['name']}[/cyan] ({f['type']}, +{f['offset']:#x}) = {f.get('display', '')}"
+            child = node.add(label)
+            if "fields" in f:
+                build(child, f)
+
+    root = Tree(f"{tree['type']} at {tree['address']}" + (f" <{tree['symbol']}>" if tree.get("symbol") else ""))
+    build(root, tree)
+    render.console().print(root)
+
+
+def read(
+    image: Image,
+    address: Annotated[str, typer.Argument(help="Address (or symbol[+off] with --gva).")],
+    length: Annotated[str, typer.Argument(help="Number of bytes.")],
+    gva: Annotated[bool, typer.Option("--gva", help="ADDRESS is guest virtual (default).")] = False,
+    gpa: Annotated[bool, typer.Option("--gpa", help="ADDRESS is guest physical.")] = False,
+    hpa: Annotated[bool, typer.Option("--hpa", help="ADDRESS is host physical.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the raw bytes to this file.")] = None,
+    vm: Vm = None,
+    events: Events = None,
+    system_map: SystemMap = None,
+    profile: Profile = None,
+    isf: Isf = None,
+    phys_base: PhysBase = None,
+    until: Until = None,
+    no_cache: NoCache = False,
+):
+    """Read memory at a guest virtual, guest physical or host physical address."""
+    from ..errors import UsageError
+    from . import render
+
+    if gva + gpa + hpa > 1:
+        raise UsageError("give at most one of --gva, --gpa, --hpa")
+    n = parse_int(length, "LEN")
+    if n is None or n < 0 or n > (1 << 30):
+        raise UsageError(f"LEN {length!r} must be between 0 and 1 GiB")
+    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
+    if hpa:
+        layer, addr = s.memory, parse_int(address, "ADDRESS")
+    elif gpa:
+        layer, addr = s.vm(vm).gphys, parse_int(address, "ADDRESS")
+    else:
+        k = s.vm(vm).kernel
+        layer, addr = k.vmem, k.eval_address(address)
+    data = layer.read(addr, n)
+    if output is not None:
+        output.write_bytes(data)
+        render.console(stderr=True).print(f"wrote {len(data)} bytes to {output}")
+    else:
+        print(render.hexdump(data, addr))
+
+
+def info(
+    image: Image,
+    vm: Vm = None,
+    events: Events = None,
+    system_map: SystemMap = None,
+    profile: Profile = None,
+    isf: Isf = None,
+    phys_base: PhysBase = None,
+    until: Until = None,
+    no_cache: NoCache = False,
+    json: Json = False,
+):
+    """Image format and ranges, host record, VMs, and each guest kernel's release, slide and geometry."""
+    from ..report import session_info
+    from . import render
+
+    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
+    data = session_info(s, vm)
+    if json:
+        render.print_json(data)
+        return
+    con = render.console()
+    img = data["image"]
+    con.print(f"[bold]image[/bold] {img['path']}: {img['format']}, {img['size']:,} bytes of physical memory")
+    for r in img["ranges"]:
+        con.print(f"  {r['start']} - {r['end']}")
+    con.print(f"[bold]event log[/bold]: {data['events']['source'] or 'none'}")
+    if data.get("host"):
+        con.print("[bold]host[/bold] (DRIVER_INIT): " + ", ".join(f"{k}={v}" for k, v in data["host"].items()))
+    for v in data["vms"]:
+        con.print(f"[bold]{v['label']}[/bold]")
+        for key, val in v.items():
+            if key in ("label",):
+                continue
+            if isinstance(val, dict):
+                con.print(f"  {key}:")
+                for k2, v2 in val.items():
+                    con.print(f"    {k2}: {v2}")
+            elif isinstance(val, list):
+                con.print(f"  {key}:")
+                for item in val:
+                    con.print(f"    - {item}")
+            else:
+                con.print(f"  {key}: {val}")
+
+
+def symbols(
+    image: Image,
+    grep: Annotated[Optional[str], typer.Option("--grep", "-g", help="Regular expression on symbol names.")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", "-a", help="Which symbol contains this GVA?")] = None,
+    vm: Vm = None,
+    events: Events = None,
+    system_map: SystemMap = None,
+    profile: Profile = None,
+    isf: Isf = None,
+    phys_base: PhysBase = None,
+    until: Until = None,
+    no_cache: NoCache = False,
+    json: Json = False,
+):
+    """List a guest kernel's symbols at their runtime (KASLR-slid) addresses."""
+    from ..errors import ExitCode
+    from . import render
+
+    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
+    k = s.vm(vm).kernel
+    if address is not None:
+        va = parse_int(address, "--address")
+        hit = k.lookup(va)
+        row = {"address": f"{va:#x}", "symbol": hit[0] if hit else None, "offset": hit[1] if hit else None}
+        if json:
+            render.print_json(row)
+        else:
+            print(f"{va:#x} = {hit[0]}+{hit[1]:#x}" if hit else f"{va:#x}: no symbol")
+        raise typer.Exit(0 if hit else int(ExitCode.NOT_FOUND))
+    rows = []
+    slide = k.symbol_slide
+    entries = k.symbols.grep(grep) if grep else list(k.symbols)
+    for a, t, name in entries:
+        rows.append({"address": f"{(a + slide) & 0xFFFFFFFFFFFFFFFF:#018x}", "type": t, "name": name})
+    if json:
+        for r in rows:
+            render.print_jsonl(r)
+        return
+    out = sys.stdout
+    for r in rows:
+        out.write(f"{r['address'][2:]} {r['type']} {r['name']}\n")
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (ps, pstree, translate, struct, read, info, symbols):
+        app.command(fn.__name__)(fn)

@@ -1,0 +1,50 @@
+"""Rendering helpers shared by the commands: rich for people, JSON for scripts.
+
+Imported lazily from inside commands (rich is not needed for --help)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def warn(msg: str) -> None:
+    console(stderr=True).print(f"[yellow]warning:[/yellow] {msg}", markup=True, highlight=False)
+
+
+def hexaddr(v) -> str | None:
+    return None if v is None else f"{v:#x}"
+
+
+def _default(o):
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    if isinstance(o, bytes):
+        return o.hex()
+    return str(o)
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, default=_default, indent=2) + "\n")
+
+
+def print_jsonl(obj) -> None:
+    sys.stdout.write(json.dumps(obj, default=_default, separators=(",", ":")) + "\n")
+
+
+def hexdump(data: bytes, base: int) -> str:
+    lines = []
+    for off in range(0, len(data), 16):
+        chunk = data[off : off + 16]
+        hexpart = " ".join(f"{b:02x}" for b in chunk)
+        asc = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{base + off:016x}  {hexpart:<47}  |{asc}|")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""The process list, two ways: the task list and the PID IDR.
+
+Walking ``init_task.tasks`` is what ``ps`` does; enumerating ``struct pid``
+in ``init_pid_ns`` is what the kernel's PID lookups do.  A process unlinked
+from the task list to hide it is still in the IDR (and the reverse would be a
+forged task-list entry), so each one missing from the other view is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ArmvmiError
+from .list import ListWalk
+from .pid import pid_tasks
+from .tasks import TaskInfo, for_each_task, for_each_thread, task_info
+
+
+@dataclass
+class PsResult:
+    tasks: list[TaskInfo] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    complete: bool = True
+    hidden: list[TaskInfo] = field(default_factory=list)  # in the PID IDR, not in the task list
+    unlisted_in_idr: list[TaskInfo] = field(default_factory=list)  # in the task list, not in the IDR
+    cross_view: bool = False
+
+
+def ps(kernel, threads: bool = False, cross_view: bool = True) -> PsResult:
+    res = PsResult()
+    walk = ListWalk()
+    leaders: dict[int, TaskInfo] = {}
+    for task in for_each_task(kernel, walk):
+        try:
+            ti = task_info(kernel, task)
+        except ArmvmiError as e:
+            res.problems.append(f"task_struct at {task.address_:#x} unreadable: {e}")
+            res.complete = False
+            continue
+        leaders[ti.task_struct] = ti
+        res.tasks.append(ti)
+        if threads:
+            tw = ListWalk()
+            try:
+                members = [task_info(kernel, t) for t in for_each_thread(kernel, task, tw)]
+            except ArmvmiError as e:
+                res.problems.append(f"threads of pid {ti.pid} unreadable: {e}")
+                members = []
+            ti.threads = [m.pid for m in members if m.task_struct != ti.task_struct] if members else []
+            res.tasks.extend(m for m in members if m.task_struct != ti.task_struct)
+            res.problems += [f"thread list of pid {ti.pid}: {p}" for p in tw.problems]
+    res.problems = [str(p) for p in walk.problems] + res.problems
+    if not walk.complete:
+        res.complete = False
+    if cross_view:
+        _cross_view(kernel, res, leaders)
+    return res
+
+
+def _cross_view(kernel, res: PsResult, leaders: dict[int, TaskInfo]) -> None:
+    problems: list[str] = []
+    try:
+        idr = {}
+        for nr, task in pid_tasks(kernel, problems):
+            idr[task.address_] = (nr, task)
+    except ArmvmiError as e:
+        res.problems.append(f"PID IDR cross-view unavailable: {e}")
+        return
+    res.cross_view = True
+    res.problems += [f"PID IDR: {p}" for p in problems]
+    idr_leaders = {}
+    for addr, (nr, task) in idr.items():
+        try:
+            if task.pid == task.tgid:
+                idr_leaders[addr] = task
+        except ArmvmiError:
+            continue
+    for addr, task in idr_leaders.items():
+        if addr not in leaders:
+            try:
+                res.hidden.append(task_info(kernel, task))
+            except ArmvmiError as e:
+                res.problems.append(f"hidden task at {addr:#x} unreadable: {e}")
+    for addr, ti in leaders.items():
+        if addr not in idr_leaders and ti.state not in ("X",):
+            res.unlisted_in_idr.append(ti)

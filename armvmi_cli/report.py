@@ -1,0 +1,73 @@
+"""What ``armvmi info`` reports about a session, as a JSON-able dict."""
+
+from __future__ import annotations
+
+from .errors import ArmvmiError
+
+
+def _hx(v):
+    return None if v is None else f"{v:#x}"
+
+
+def _geometry(layer) -> dict | None:
+    g = getattr(layer, "describe", None)
+    if callable(g):
+        try:
+            return g()
+        except Exception:  # describing is best effort
+            return None
+    return None
+
+
+def session_info(s, vm_id=None) -> dict:
+    mem = s.memory
+    out = {
+        "image": {
+            "path": str(s.image_path),
+            "format": mem.format,
+            "size": mem.size,
+            "ranges": [{"start": _hx(r.start), "end": _hx(r.end)} for r in mem.ranges()],
+            "vmcoreinfo_note": bool(mem.vmcoreinfo),
+            "metadata": mem.metadata,
+        },
+        "events": {"source": s.events_source or None},
+        "host": None,
+        "vms": [],
+    }
+    if s.events is not None:
+        out["events"]["anomalies"] = len(s.events.anomalies)
+        h = s.host
+        if h is not None:
+            out["host"] = {k: (_hx(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in vars(h).items() if not k.startswith("_")}
+    for vm in s.select(vm_id):
+        d = {"label": vm.label, "vm_id": vm.vm_id}
+        if vm.stage2 is not None:
+            d["stage2"] = _geometry(vm.stage2) or {}
+            if vm.ram:
+                d["guest_ram"] = {"base": _hx(vm.ram[0]), "size": _hx(vm.ram[1])}
+        try:
+            k = vm.kernel
+            i = k.info
+            d["kernel"] = {
+                "release": i.release,
+                "banner": i.banner,
+                "build_id": i.build_id,
+                "kaslr_slide": _hx(i.slide),
+                "slide_found_by": i.slide_source,
+                "kimage_voffset": _hx(i.kimage_voffset),
+                "phys_offset": _hx(i.phys_offset),
+                "page_size": i.page_size,
+                "va_bits": i.va_bits,
+                "swapper_pg_dir": _hx(i.swapper_pg_dir),
+                "swapper_pg_dir_gpa": _hx(i.swapper_pg_dir_pa),
+                "stage1_root": i.ttbr1_source,
+                "symbols": i.symbols_source,
+                "types": i.types_source,
+            }
+            if i.notes:
+                d["notes"] = list(i.notes)
+            d["stage1"] = _geometry(k.vmem) or {}
+        except ArmvmiError as e:
+            d["kernel_error"] = str(e)
+        out["vms"].append(d)
+    return out

@@ -1,0 +1,427 @@
+"""The core library: one lookup and two translations over a memory image.
+
+A :class:`Session` opens a host (or plain guest) memory image, replays the
+front-end's SMC event log into the EL3 registry model, and gives one
+:class:`VM` per guest with its layer stack::
+
+    host physical (image) -> Stage2 (VTTBR/VTCR) -> guest physical
+                          -> Stage1 (swapper_pg_dir) -> guest kernel virtual
+
+A plain guest dump (no event log) is a one-VM session without stage 2.
+Expensive per-kernel work (the guest kernel's location, symbols and types) is
+done lazily, on first use, and cached by build id where it can be.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ArmvmiError, ProfileMismatchError, SymbolError, UsageError
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("ARMVMI_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "armvmi")
+    return Path(base)
+
+
+@dataclass
+class SymbolOptions:
+    system_maps: list = field(default_factory=list)
+    profile: str | None = None
+    isf: str | None = None
+    use_cache: bool = True
+
+
+class VM:
+    """One guest: its stage-2 layer (None for a plain guest dump) and, lazily,
+    its kernel."""
+
+    def __init__(self, session: "Session", vm_id, label: str, gphys, stage2=None, record=None, ram=None):
+        self.session = session
+        self.vm_id = vm_id
+        self.label = label
+        self.gphys = gphys  # guest-physical layer: the Stage2, or the image itself
+        self.stage2 = stage2
+        self.record = record  # firmware registry record, when from the log
+        self.ram = ram  # (base, size) guest RAM from the log, for scans
+        self._kernel = None
+        self._kernel_error: Exception | None = None
+
+    def __repr__(self) -> str:
+        return f"<VM {self.label}>"
+
+    @property
+    def kernel(self):
+        if self._kernel is None:
+            if self._kernel_error is not None:
+                raise self._kernel_error
+            try:
+                self._kernel = self.session._open_kernel(self)
+            except ArmvmiError as e:
+                self._kernel_error = e
+                raise
+        return self._kernel
+
+    # -- drgn-like helpers ----------------------------------------------------
+    def tasks(self, walk=None):
+        from .linux.tasks import for_each_task
+
+        return for_each_task(self.kernel, walk)
+
+    def to_host(self, gva: int) -> list[tuple[str, int]]:
+        """GVA -> GPA -> HPA: each layer's name and address."""
+        from .mmu import resolve_chain
+
+        return resolve_chain(self.kernel.vmem, gva)
+
+    def gpa_to_hpa(self, gpa: int) -> int:
+        return self.stage2.translate(gpa) if self.stage2 is not None else gpa
+
+
+class Session:
+    def __init__(self, image_path, memory, events=None, events_source: str = "", symbols: SymbolOptions | None = None):
+        self.image_path = image_path
+        self.memory = memory
+        self.events = events  # firmware ReplayResult, or None
+        self.events_source = events_source
+        self.symopts = symbols or SymbolOptions()
+        self._vms: list[VM] | None = None
+        self._maps_cache: dict = {}
+        self.warnings: list[str] = []
+
+    # -- opening --------------------------------------------------------------
+    @classmethod
+    def open(cls, image, events=None, profile=None, system_map=None, isf=None, phys_base=None, until=None, use_cache=True, **_):
+        from .memory import open_image
+
+        mem = open_image(os.fspath(image), phys_base)
+        log, source = _find_events(image, mem, events)
+        result = None
+        if log is not None:
+            from .firmware.replay import replay
+
+            result = replay(log, until=until)
+        maps = system_map if isinstance(system_map, (list, tuple)) else ([system_map] if system_map else [])
+        return cls(image, mem, result, source, SymbolOptions([os.fspath(m) for m in maps], profile, os.fspath(isf) if isf else None, use_cache))
+
+    def close(self):
+        self.memory.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- VMs ------------------------------------------------------------------
+    @property
+    def registry(self):
+        return self.events.registry if self.events is not None else None
+
+    @property
+    def host(self):
+        return self.registry.host if self.registry is not None else None
+
+    @property
+    def vms(self) -> list[VM]:
+        if self._vms is None:
+            self._vms = self._build_vms()
+        return self._vms
+
+    def _build_vms(self) -> list[VM]:
+        if self.registry is None:
+            return [VM(self, "guest", "guest (plain dump, no stage 2)", self.memory)]
+        from .mmu import Stage2
+
+        out = []
+        for rec in self.registry.live_vms():
+            s2 = Stage2(self.memory, rec.vttbr, rec.vtcr, name=f"stage2 vm {rec.vm_id}")
+            out.append(VM(self, rec.vm_id, f"vm {rec.vm_id}", s2, stage2=s2, record=rec, ram=(rec.ram_base, rec.ram_size)))
+        return out
+
+    def vm(self, vm_id=None) -> VM:
+        vms = self.vms
+        if vm_id is None:
+            if len(vms) == 1:
+                return vms[0]
+            if not vms:
+                raise UsageError("the event log records no live VM (see `armvmi vms`; --until may help)")
+            raise UsageError(f"{len(vms)} VMs live in this image; choose one with --vm ({', '.join(str(v.vm_id) for v in vms)})")
+        for v in vms:
+            if str(v.vm_id) == str(vm_id) or (isinstance(v.vm_id, int) and _int_or_none(vm_id) == v.vm_id):
+                return v
+        raise UsageError(f"no VM {vm_id!r} in this image (VMs: {', '.join(str(v.vm_id) for v in vms) or 'none'})")
+
+    def select(self, vm_id=None) -> list[VM]:
+        return [self.vm(vm_id)] if vm_id is not None else self.vms
+
+    # -- kernels --------------------------------------------------------------
+    def _open_kernel(self, vm: VM):
+        from .linux.kernel import Kernel, KernelInfo
+        from .symbols.kaslr import locate_kernel
+
+        note = self.memory.vmcoreinfo if vm.stage2 is None else None
+        ranges = None
+        if vm.stage2 is not None:
+            ranges = _guest_ranges(vm)
+        cand = locate_kernel(vm.gphys, ranges, note, what=vm.label)
+        vi = cand.vmcoreinfo
+        info = KernelInfo(
+            release=vi.release,
+            build_id=vi.build_id,
+            slide=cand.slide,
+            slide_source=f"KERNELOFFSET from {vi.source}, confirmed by page-table walk",
+            kimage_voffset=vi.kimage_voffset,
+            phys_offset=vi.phys_offset,
+            page_size=vi.page_size or 4096,
+            va_bits=vi.va_bits or 48,
+            swapper_pg_dir=vi.symbol("swapper_pg_dir"),
+            swapper_pg_dir_pa=cand.swapper_pa,
+            ttbr1_source="swapper_pg_dir (from VMCOREINFO)",
+        )
+        kernel = Kernel(cand.stage1, None, None, info, name=vm.label)
+        kernel.vmcoreinfo = vi
+        uts = _utsname(kernel, vi)
+        symbols = self._pick_symbols(kernel, vi, uts)
+        kernel.symbols = symbols
+        if symbols is not None and symbols.address("linux_banner") is not None:
+            from .memory.scan import read_cstring
+
+            try:
+                info.banner = read_cstring(kernel.vmem, kernel.symbol("linux_banner"), 512).decode("latin-1").strip() or None
+            except ArmvmiError:
+                pass
+        if info.banner is None and uts:
+            info.banner = f"Linux version {uts[0]} {uts[1]}"
+        kernel.types = self._load_types(kernel)
+        return kernel
+
+    def _pick_symbols(self, kernel, vi, uts):
+        from .symbols.system_map import SystemMap
+
+        info = kernel.info
+        tried = []
+        for path in self.symopts.system_maps:
+            sm = self._load_map(path)
+            ok, why = _map_fits(sm, vi)
+            if ok:
+                info.symbols_source = f"System.map {path}"
+                return sm
+            tried.append(f"{path} ({why})")
+        if self.symopts.system_maps:
+            rel = vi.release or "?"
+            raise ProfileMismatchError(
+                f"no --system-map fits {kernel.name}: banner in image says {rel}"
+                + (f" {uts[1]}" if uts else "")
+                + "; "
+                + "; ".join(tried)
+            )
+        prof = self._find_profile(vi, uts)
+        if prof is not None:
+            sm = prof.system_map() if callable(getattr(prof, "system_map", None)) else prof.system_map
+            ok, why = _map_fits(sm, vi)
+            if not ok:
+                raise ProfileMismatchError(f"profile {prof.name} does not fit {kernel.name} ({why})")
+            info.symbols_source = f"profile {prof.name}"
+            kernel.profile = prof
+            return sm
+        # No map, no profile: recover the kernel's own symbol table.
+        try:
+            from .symbols.kallsyms import recover_kallsyms
+        except ImportError:
+            raise SymbolError(f"no System.map or profile for {vi.release}: give --system-map") from None
+        ks = recover_kallsyms(kernel.vmem.lower if hasattr(kernel.vmem, "lower") else kernel.vmem)
+        info.symbols_source = f"kallsyms recovered from memory ({len(ks)} symbols)"
+        info.notes.append("kallsyms holds functions only on kernels without CONFIG_KALLSYMS_ALL; data symbols come from VMCOREINFO and structure scans")
+        return _KallsymsWithVmcoreinfo(ks, vi, kernel)
+
+    def _load_map(self, path):
+        from .symbols.system_map import SystemMap
+
+        sm = self._maps_cache.get(path)
+        if sm is None:
+            sm = SystemMap.load(path)
+            if hasattr(sm, "check"):
+                sm.check()
+            self._maps_cache[path] = sm
+        return sm
+
+    def _find_profile(self, vi, uts):
+        try:
+            from .symbols import profiles
+        except ImportError:
+            return None
+        if self.symopts.profile:
+            return profiles.load_profile(self.symopts.profile)
+        for prof in profiles.find_profiles():
+            if _profile_matches(prof, vi, uts):
+                return prof
+        return None
+
+    def _load_types(self, kernel):
+        info = kernel.info
+        if self.symopts.isf:
+            from .symbols.isf import load_isf
+
+            tm = load_isf(self.symopts.isf)
+            tm = tm[0] if isinstance(tm, tuple) else tm
+            info.types_source = f"ISF {self.symopts.isf}"
+            return tm
+        prof = getattr(kernel, "profile", None)
+        if prof is not None and callable(getattr(prof, "types", None)):
+            tm = prof.types()
+            if tm is not None:
+                info.types_source = f"profile {prof.name}"
+                return tm
+        return _btf_types(kernel, self.symopts.use_cache)
+
+
+class _KallsymsWithVmcoreinfo:
+    """kallsyms (runtime addresses) plus the data symbols VMCOREINFO names
+    and ``init_task`` found by structure, as one symbol table."""
+
+    runtime_addresses = True
+
+    def __init__(self, ks, vi, kernel):
+        self.ks = ks
+        self.extra = {}
+        for k in vi.raw:
+            if k.startswith("SYMBOL(") and k.endswith(")"):
+                self.extra[k[7:-1]] = vi.symbol(k[7:-1])
+        self.kernel = kernel
+
+    def address(self, name):
+        a = self.extra.get(name)
+        return a if a is not None else self.ks.address(name)
+
+    def lookup(self, addr):
+        return self.ks.lookup(addr)
+
+    def grep(self, pattern):
+        return self.ks.grep(pattern)
+
+    def __len__(self):
+        return len(self.ks) + len(self.extra)
+
+    def __iter__(self):
+        return iter(self.ks)
+
+
+def _int_or_none(text):
+    try:
+        return int(str(text), 0)
+    except ValueError:
+        return None
+
+
+def _find_events(image, mem, events):
+    try:
+        from .memory.events import find_event_log
+    except ImportError:
+        find_event_log = None
+    if find_event_log is not None:
+        return find_event_log(os.fspath(image), mem, os.fspath(events) if events else None)
+    if events:
+        return os.fspath(events), f"--events {events}"
+    sib = os.fspath(image) + ".smclog"
+    if os.path.exists(sib):
+        return sib, f"sibling {sib}"
+    return None, ""
+
+
+def _guest_ranges(vm: VM):
+    """Guest-physical runs to scan: the RAM the log declares, clipped to what
+    stage 2 maps (KVM fills stage 2 lazily)."""
+    from .memory.scan import layer_ranges
+
+    mapped = layer_ranges(vm.stage2)
+    if vm.ram and vm.ram[1]:
+        lo, hi = vm.ram[0], vm.ram[0] + vm.ram[1]
+        clipped = [(max(s, lo), min(e, hi)) for s, e in mapped if e > lo and s < hi]
+        return clipped or mapped
+    return mapped
+
+
+def _utsname(kernel, vi):
+    """(release, version) from init_uts_ns, located through VMCOREINFO."""
+    addr = vi.symbol("init_uts_ns")
+    if addr is None:
+        return None
+    off = vi.offset("uts_namespace.name") or 0
+    try:
+        raw = kernel.read(addr + off, 65 * 4)
+    except ArmvmiError:
+        return None
+    field = lambda i: raw[65 * i : 65 * (i + 1)].split(b"\0", 1)[0].decode("latin-1")  # noqa: E731
+    return field(2), field(3)
+
+
+def _map_fits(sm, vi) -> tuple[bool, str]:
+    """Does this System.map describe the kernel VMCOREINFO speaks of?"""
+    slide = vi.kaslr_offset or 0
+    checked = 0
+    for name in ("_stext", "init_uts_ns", "swapper_pg_dir", "node_online_map"):
+        want = vi.symbol(name)
+        have = sm.address(name)
+        if want is None or have is None:
+            continue
+        checked += 1
+        if (have + slide) & 0xFFFF_FFFF_FFFF_FFFF != want:
+            return False, f"its {name} is {have:#x}+slide {slide:#x}, memory has it at {want:#x}"
+    if not checked:
+        return False, "it shares no symbol with the image's VMCOREINFO"
+    return True, ""
+
+
+def _profile_matches(prof, vi, uts) -> bool:
+    banner = getattr(prof, "banner", None) or ""
+    release = getattr(prof, "release", None)
+    if vi.release and release and release != vi.release:
+        return False
+    if uts and banner and uts[1] and uts[1] not in banner:
+        return False
+    return bool(release or banner)
+
+
+def _btf_types(kernel, use_cache: bool):
+    """The kernel's own BTF (CONFIG_DEBUG_INFO_BTF), read through its page
+    tables; parsed once per build id and cached."""
+    import pickle
+
+    from .symbols.btf import parse_btf
+
+    info = kernel.info
+    cache = None
+    if use_cache and info.build_id:
+        cache = _cache_dir() / "btf" / f"{info.build_id}.pickle"
+        if cache.exists():
+            try:
+                with open(cache, "rb") as f:
+                    tm = pickle.load(f)
+                info.types_source = f"BTF in memory (cached {cache})"
+                return tm
+            except Exception:  # a stale or foreign cache file: rebuild it
+                pass
+    try:
+        start, stop = kernel.symbol("__start_BTF"), kernel.symbol("__stop_BTF")
+    except SymbolError:
+        raise SymbolError(
+            f"{kernel.name}: no __start_BTF/__stop_BTF symbols, so no BTF to read; give --isf or a profile with types"
+        ) from None
+    if not 0 < stop - start < (256 << 20):
+        raise SymbolError(f"{kernel.name}: implausible BTF bounds {start:#x}-{stop:#x}")
+    data = kernel.read(start, stop - start)
+    tm = parse_btf(data)
+    info.types_source = f"BTF in memory ({len(data)} bytes at {start:#x})"
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".tmp{os.getpid()}")
+            with open(tmp, "wb") as f:
+                pickle.dump(tm, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, cache)
+        except Exception:
+            pass  # caching is an optimisation; a read-only home must not fail the command
+    return tm
