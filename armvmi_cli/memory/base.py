@@ -40,6 +40,8 @@ class PhysicalMemory:
 
     format: str = "unknown"
     layer_name: str = "host physical"
+    #: why an address outside every range cannot be read (sparse snapshots say more)
+    hole_reason: str = "not in image (hole or past the end)"
 
     def __init__(self, path: str | None = None):
         self.path = path
@@ -91,7 +93,7 @@ class PhysicalMemory:
             return b""
         i = self._find(pa)
         if i < 0:
-            raise MemoryReadError(pa, n, self.layer_name, "not in image (hole or past the end)")
+            raise MemoryReadError(pa, n, self.layer_name, self.hole_reason)
         r = self._ranges[i]
         if pa + n <= r.end:
             return self._read_in_range(i, pa, n)
@@ -100,7 +102,7 @@ class PhysicalMemory:
         while left:
             i = self._find(cur)
             if i < 0:
-                raise MemoryReadError(cur, left, self.layer_name, "not in image (hole or past the end)")
+                raise MemoryReadError(cur, left, self.layer_name, self.hole_reason)
             r = self._ranges[i]
             take = min(left, r.end - cur)
             parts.append(self._read_in_range(i, cur, take))

@@ -1,0 +1,28 @@
+"""Find the SMC event log (``.smclog``) that goes with an image.
+
+Order: ``--events FILE``, else the log embedded in a ``.armvmi`` snapshot, else
+a sibling file ``IMAGE.smclog``.  The log is returned unparsed (a path or the
+embedded bytes); :mod:`armvmi_cli.firmware` owns the format.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import UsageError
+from .base import PhysicalMemory
+
+
+def find_event_log(image_path, mem: PhysicalMemory | None, events_opt=None) -> tuple[bytes | str | None, str]:
+    """Return (path or bytes or None, a phrase saying where it came from)."""
+    if events_opt is not None:
+        p = os.fspath(events_opt)
+        if not os.path.isfile(p):
+            raise UsageError(f"--events {p}: no such file")
+        return p, f"--events {p}"
+    if mem is not None and mem.embedded_events:
+        return bytes(mem.embedded_events), f"embedded in {os.path.basename(os.fspath(image_path))}"
+    sibling = os.fspath(image_path) + ".smclog"
+    if os.path.isfile(sibling):
+        return sibling, f"sibling file {sibling}"
+    return None, "no event log (give --events, or put IMAGE.smclog next to the image)"
