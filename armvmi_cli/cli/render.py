@@ -9,9 +9,15 @@ import sys
 
 
 def console(stderr: bool = False):
+    import os
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output (grep, less, a log file) should not be cut to 80 columns.
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
 def warn(msg: str) -> None:

@@ -108,7 +108,8 @@ class Object:
         if not is_kind(t, "array"):
             raise TypeError("not an array")
         count = getattr(t, "count", None)
-        if count is not None and not (0 <= i < count):
+        # count 0 is a flexible array member (``struct upid numbers[]``).
+        if count and not (0 <= i < count):
             raise IndexError(i)
         el = t.element
         return value_of(self._kernel, el, self._address + i * strip(el).size)

@@ -60,7 +60,7 @@ def for_each_thread(kernel, task, walk: ListWalk | None = None):
 
 
 def task_state(task) -> int:
-    return task.__state if task.has_member_("__state") else task.state
+    return task.member_("__state") if task.has_member_("__state") else task.member_("state")
 
 
 @dataclass
