@@ -367,6 +367,9 @@ class OtherType(Type):
 FuncType_ = FuncType  # alias kept for readers looking for "FuncType/FuncProto"
 
 
+_INDEXES = ("structs", "typedefs", "bases", "enums")
+
+
 class RecordSource:
     """What a type source gives the model: records by id and name indexes.
 
@@ -477,6 +480,20 @@ class TypeModel:
     @property
     def source(self) -> str:
         return self._src.source
+
+    # Pickle the records, not the materialized objects (their lazy references
+    # are closures).  Sources that hold open files (DWARF) export their records.
+    def __getstate__(self):
+        src = self._src
+        if not getattr(src, "picklable", True):
+            copy = ListSource({tid: src.record(tid) for tid in src.ids()}, src.source)
+            for attr in _INDEXES:
+                setattr(copy, attr, dict(getattr(src, attr)))
+            src = copy
+        return {"src": src}
+
+    def __setstate__(self, state):
+        self.__init__(state["src"])
 
     # -- materialization ---------------------------------------------------
     def by_id(self, tid: int | None) -> Type:
@@ -631,25 +648,33 @@ class TypeModel:
         """A self-contained JSON-able export (records renumbered densely)."""
         src = self._src
         remap: dict[int, int] = {}
-        order: list[int] = []
-        for tid in src.ids():
-            remap[tid] = len(order)
-            order.append(tid)
+        recs: list[tuple] = []
+        for tid in src.ids():  # decoding may add inline types (ISF): ids() sees them
+            remap[tid] = len(recs)
+            recs.append(src.record(tid))
 
         def m(t):
             return None if t is None else remap[t]
 
-        out = []
-        for tid in order:
-            out.append(_remap_record(src.record(tid), m))
-        return {"format": "armvmi-types/1", "source": src.source, "records": out}
+        out = [_remap_record(r, m) for r in recs]
+        names = {attr: {n: remap[t] for n, t in getattr(src, attr).items() if t in remap} for attr in _INDEXES}
+        return {"format": "armvmi-types/1", "source": src.source, "records": out, "names": names}
 
     @classmethod
     def from_json(cls, data: dict) -> "TypeModel":
         if not isinstance(data, dict) or data.get("format") != "armvmi-types/1":
             raise SymbolError("not an armvmi type export (format armvmi-types/1 expected)")
-        recs = [_tupleize(r) for r in data["records"]]
-        src = ListSource(recs, data.get("source", "json")).index_names()
+        try:
+            recs = [_tupleize(r) for r in data["records"]]
+            src = ListSource(recs, data.get("source", "json"))
+            names = data.get("names")
+            if names:
+                for attr in _INDEXES:
+                    setattr(src, attr, dict(names.get(attr) or {}))
+            else:
+                src.index_names()
+        except (KeyError, IndexError, TypeError) as e:
+            raise SymbolError(f"corrupt armvmi type export: {type(e).__name__}: {e}") from None
         return cls(src)
 
 
