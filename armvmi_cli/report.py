@@ -38,7 +38,10 @@ def session_info(s, vm_id=None) -> dict:
         out["events"]["anomalies"] = len(s.events.anomalies)
         h = s.host
         if h is not None:
-            out["host"] = {k: (_hx(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in vars(h).items() if not k.startswith("_")}
+            import dataclasses
+
+            fields = dataclasses.asdict(h) if dataclasses.is_dataclass(h) else vars(h)
+            out["host"] = {k: (_hx(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in fields.items()}
     for vm in s.select(vm_id):
         d = {"label": vm.label, "vm_id": vm.vm_id}
         if vm.stage2 is not None:

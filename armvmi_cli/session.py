@@ -136,7 +136,7 @@ class Session:
         from .mmu import Stage2
 
         out = []
-        for rec in self.registry.live_vms():
+        for rec in self.registry.live():
             s2 = Stage2(self.memory, rec.vttbr, rec.vtcr, name=f"stage2 vm {rec.vm_id}")
             out.append(VM(self, rec.vm_id, f"vm {rec.vm_id}", s2, stage2=s2, record=rec, ram=(rec.ram_base, rec.ram_size)))
         return out

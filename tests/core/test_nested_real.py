@@ -1,0 +1,56 @@
+"""The real nested capture: a KVM host's memory, its front-end event log, one guest.
+
+One lookup and two translations: the guest's init_task GVA -> GPA (guest
+stage 1) -> HPA (KVM stage 2), and the guest's process list, read from host
+physical memory only.
+"""
+
+from __future__ import annotations
+
+import json
+
+from armvmi_cli.cli.app import main
+import armvmi_cli
+from armvmi_cli.linux.ps import ps
+
+
+def _open(cap):
+    return armvmi_cli.open(cap.image, events=cap.smclog, system_map=cap.system_map)
+
+
+def test_nested_guest_ps_matches_ground_truth(nested_capture, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    gt = nested_capture.ground_truth["vms"][0]
+    s = _open(nested_capture)
+    (vm,) = s.vms
+    assert vm.vm_id == gt["vm_id"]
+    k = vm.kernel
+    assert k.info.slide == int(gt["guest_kaslr_slide"], 16)
+    res = ps(k, threads=True)
+    assert res.complete and not res.hidden and not res.unlisted_in_idr
+    leaders = {(t.pid, t.ppid, t.comm, t.uid, t.kernel_thread) for t in res.tasks if t.pid == t.tgid}
+    assert leaders == {(t["pid"], t["ppid"], t["comm_task_struct"], t["uid"], t["is_kernel_thread"]) for t in gt["tasks"]}
+    assert {(t.pid, t.tgid) for t in res.tasks} == {(t["tid"], t["tgid"]) for t in gt["threads"]}
+
+
+def test_nested_init_task_two_translations(nested_capture, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    it = nested_capture.ground_truth["vms"][0]["guest_init_task"]
+    rc = main(["translate", "--gva", "init_task", str(nested_capture.image), "--events", str(nested_capture.smclog),
+               "--system-map", str(nested_capture.system_map), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["chain"] == [["gva", it["va"]], ["gpa", it["gpa"]], ["hpa", it["hpa"]]]
+    # both walks are shown level by level; stage 2 starts at level 1 (40-bit IPA, 4K)
+    s1, s2 = out["walks"]
+    assert [st["level"] for st in s1["steps"]][0] == 0
+    assert s2["steps"][0]["level"] == 1
+
+
+def test_unmapped_gva_is_a_clean_fault(nested_capture, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    rc = main(["translate", "--gva", "0xffff800000000000", str(nested_capture.image), "--events", str(nested_capture.smclog),
+               "--system-map", str(nested_capture.system_map), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 4
+    assert out["fault"] and "level" in out["fault"]
