@@ -93,10 +93,18 @@ class Session:
 
     # -- opening --------------------------------------------------------------
     @classmethod
-    def open(cls, image, events=None, profile=None, system_map=None, isf=None, phys_base=None, until=None, use_cache=True, **_):
+    def open(cls, image, events=None, profile=None, system_map=None, isf=None, phys_base=None, until=None, use_cache=True,
+             record_pages=None, **_):
         from .memory import open_image
 
         mem = open_image(os.fspath(image), phys_base)
+        if record_pages:
+            # Note every page read, to pack a sparse snapshot of just what a
+            # command needs (how snapshots/ samples are made).
+            from .memory.recording import RecordingMemory
+
+            mem = RecordingMemory(mem)
+            mem.record_to = os.fspath(record_pages)
         log, source = _find_events(image, mem, events)
         result = None
         if log is not None:
@@ -107,7 +115,14 @@ class Session:
         return cls(image, mem, result, source, SymbolOptions([os.fspath(m) for m in maps], profile, os.fspath(isf) if isf else None, use_cache))
 
     def close(self):
+        self.save_recorded_pages()
         self.memory.close()
+
+    def save_recorded_pages(self) -> int | None:
+        path = getattr(self.memory, "record_to", None)
+        if path is None:
+            return None
+        return self.memory.write_page_list(path)
 
     def __enter__(self):
         return self

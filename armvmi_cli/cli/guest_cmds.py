@@ -17,7 +17,8 @@ Until = Annotated[Optional[int], typer.Option("--until", help="Replay the event 
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not use or write the parsed-types cache.")]
 
 
-def open_session(image, events=None, system_map=None, profile=None, isf=None, phys_base=None, until=None, no_cache=False):
+def open_session(image, events=None, system_map=None, profile=None, isf=None, phys_base=None, until=None, no_cache=False,
+                 record_pages=None):
     from .. import session
 
     return session.Session.open(
@@ -29,6 +30,7 @@ def open_session(image, events=None, system_map=None, profile=None, isf=None, ph
         phys_base=parse_int(phys_base, "--phys-base"),
         until=until,
         use_cache=not no_cache,
+        record_pages=record_pages,
     )
 
 
@@ -53,6 +55,7 @@ def ps(
     phys_base: PhysBase = None,
     until: Until = None,
     no_cache: NoCache = False,
+    record_pages: Annotated[Optional[Path], typer.Option("--record-pages", help="Write the physical pages this run reads to FILE (for `snapshot pack --pages-from`).")] = None,
     json: Json = False,
 ):
     """List the processes of each VM (task list, cross-checked with the PID IDR)."""
@@ -60,7 +63,7 @@ def ps(
     from ..linux.ps import ps as run_ps
     from . import render
 
-    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
+    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache or bool(record_pages), record_pages)
     results = []
     for v in s.select(vm):
         k = v.kernel
@@ -68,6 +71,7 @@ def ps(
         for t in res.tasks + res.hidden:
             t.task_struct_hpa = _hpa(v, t.task_struct)
         results.append((v, k, res))
+    s.save_recorded_pages()
     code = ExitCode.OK
     if any(r.hidden or r.unlisted_in_idr for _, _, r in results):
         code = ExitCode.FINDINGS

@@ -28,6 +28,11 @@ def layer_ranges(layer) -> list[tuple[int, int]]:
 
 def scan(layer, needle: bytes, ranges: Iterable[tuple[int, int]] | None = None, chunk: int = CHUNK) -> Iterator[int]:
     """Yield every address (in ``layer``'s space) where ``needle`` starts."""
+    from .recording import RecordingMemory
+
+    if isinstance(layer, RecordingMemory):
+        # A search is not a "use" of every page; only what is then read is.
+        layer = layer.inner
     overlap = max(len(needle) - 1, 0)
     for start, end in ranges if ranges is not None else layer_ranges(layer):
         pos = start
