@@ -176,7 +176,16 @@ class SnapshotMemory(PhysicalMemory):
         rel = pa - r.start
         j, o = divmod(rel, cs)
         cstart = r.start + j * cs
-        data = self._chunk(self._first[index] + j, min(cs, r.end - cstart))
+        length = min(cs, r.end - cstart)
+        k = self._first[index] + j
+        if o + n <= length and k not in self._cache and not self.verify:
+            # small reads of raw or zero chunks need no chunk-sized copy
+            off, stored, method, _, _ = self._entry(k)
+            if method == METHOD_STORED and stored == length and off + stored <= self._data_end:
+                return self._mm[off + o : off + o + n]
+            if method == METHOD_ZERO:
+                return bytes(n)
+        data = self._chunk(k, length)
         if o + n <= len(data):
             return data if (o == 0 and n == len(data)) else data[o : o + n]
         parts = [data[o:]]
