@@ -16,15 +16,10 @@ ARMVMI_MAGIC = b"ARMVMI\x00S"  # see man/armvmi-snapshot.5
 def sniff(path) -> str:
     """Return 'elf', 'lime', 'avml', 'armvmi' or 'raw'."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except FileNotFoundError:
-        raise ImageFormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageFormatError(f"{path}: is a directory, not a memory image") from None
-    except OSError as e:
-        raise ImageFormatError(f"{path}: cannot open: {e.strerror}") from None
+    from .mapped import open_image_file
+
+    with open_image_file(path) as f:
+        head = f.read(8)
     if not head:
         raise ImageFormatError(f"{path}: empty file")
     if head.startswith(ELF_MAGIC):

@@ -8,19 +8,24 @@ import os
 from ..errors import ImageFormatError
 
 
+def open_image_file(path: str):
+    """open(path, 'rb') with the usual failures as one-line ImageFormatErrors."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise ImageFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageFormatError(f"{path}: is a directory, not a memory image") from None
+    except OSError as e:
+        raise ImageFormatError(f"{path}: cannot open: {e.strerror}") from None
+
+
 class MappedFile:
     """A read-only memory map of a whole file (never read into RAM)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
-        try:
-            self._f = open(self.path, "rb")
-        except FileNotFoundError:
-            raise ImageFormatError(f"{self.path}: no such file") from None
-        except IsADirectoryError:
-            raise ImageFormatError(f"{self.path}: is a directory, not a memory image") from None
-        except OSError as e:
-            raise ImageFormatError(f"{self.path}: cannot open: {e.strerror}") from None
+        self._f = open_image_file(self.path)
         self.size = os.fstat(self._f.fileno()).st_size
         if self.size == 0:
             self._f.close()
