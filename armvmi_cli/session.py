@@ -181,8 +181,11 @@ class Session:
         ranges = None
         if vm.stage2 is not None:
             ranges = _guest_ranges(vm)
-        cand = locate_kernel(vm.gphys, ranges, note, what=vm.label)
+        hints = self._facts_get(f"vmcoreinfo:{vm.label}") or []
+        cand = locate_kernel(vm.gphys, ranges, note, what=vm.label, hints=hints)
         vi = cand.vmcoreinfo
+        if vi.address is not None and vi.address not in hints:
+            self._facts_put(f"vmcoreinfo:{vm.label}", [vi.address])
         info = KernelInfo(
             release=vi.release,
             build_id=vi.build_id,
@@ -212,6 +215,48 @@ class Session:
             info.banner = f"Linux version {uts[0]} {uts[1]}"
         kernel.types = self._load_types(kernel)
         return kernel
+
+    # -- a small per-image cache of where things were found ----------------------
+    def _facts_path(self):
+        if not self.symopts.use_cache or getattr(self.memory, "record_to", None):
+            return None
+        try:
+            st = os.stat(self.image_path)
+        except OSError:
+            return None
+        import hashlib
+
+        key = f"{os.path.abspath(os.fspath(self.image_path))}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+        return _cache_dir() / "images" / (hashlib.sha1(key.encode()).hexdigest() + ".json")
+
+    def _facts_get(self, key):
+        import json
+
+        if not hasattr(self, "_facts"):
+            self._facts = {}
+            p = self._facts_path()
+            if p is not None and p.exists():
+                try:
+                    self._facts = json.loads(p.read_text())
+                except (OSError, ValueError):
+                    self._facts = {}
+        return self._facts.get(key)
+
+    def _facts_put(self, key, value):
+        import json
+
+        self._facts_get(key)
+        self._facts[key] = value
+        p = self._facts_path()
+        if p is None:
+            return
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(self._facts))
+            os.replace(tmp, p)
+        except OSError:
+            pass  # a cache that cannot be written is no error
 
     def _pick_symbols(self, kernel, vi, uts):
         from .symbols.system_map import SystemMap

@@ -66,12 +66,35 @@ def _confirm(layer, info: VmcoreInfo) -> KernelCandidate:
     return cand
 
 
-def find_kernels(layer, ranges=None, note: dict | None = None) -> list[KernelCandidate]:
+def _at(layer, addr: int) -> VmcoreInfo | None:
+    from ..memory.scan import read_cstring
+
+    try:
+        text = read_cstring(layer, addr, 8192)
+    except ArmvmiError:
+        return None
+    if not text.startswith(b"OSRELEASE="):
+        return None
+    info = VmcoreInfo(parse(text), address=addr, source=f"VMCOREINFO text in memory at {addr:#x}")
+    return info if info.complete else None
+
+
+def find_kernels(layer, ranges=None, note: dict | None = None, hints=()) -> list[KernelCandidate]:
     """Every kernel whose VMCOREINFO is in ``layer`` and whose page tables live
-    in ``layer`` (confirmed candidates first)."""
+    in ``layer`` (confirmed candidates first).
+
+    ``hints`` are addresses where VMCOREINFO text was found before (a cache):
+    when one still holds a confirmed kernel, the full-memory scan is skipped.
+    """
     infos: list[VmcoreInfo] = []
     if note:
         infos.append(VmcoreInfo(dict(note), source="VMCOREINFO ELF note"))
+    hinted = [i for i in (_at(layer, a) for a in hints) if i is not None]
+    if hinted:
+        cands = [_confirm(layer, i) for i in hinted]
+        if any(c.confirmed for c in cands):
+            cands.sort(key=lambda c: not c.confirmed)
+            return cands
     infos += scan_memory(layer, ranges)
     out = []
     seen = set()
@@ -87,8 +110,8 @@ def find_kernels(layer, ranges=None, note: dict | None = None) -> list[KernelCan
     return out
 
 
-def locate_kernel(layer, ranges=None, note: dict | None = None, what: str = "memory") -> KernelCandidate:
-    cands = find_kernels(layer, ranges, note)
+def locate_kernel(layer, ranges=None, note: dict | None = None, what: str = "memory", hints=()) -> KernelCandidate:
+    cands = find_kernels(layer, ranges, note, hints)
     good = [c for c in cands if c.confirmed]
     if not good:
         if cands:
