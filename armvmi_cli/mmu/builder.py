@@ -305,3 +305,30 @@ class Stage2Tables(PageTables):
     def registers(self, vmid: int = 0) -> tuple[int, int]:
         """(VTTBR_EL2, VTCR_EL2)."""
         return self.base_register(vmid), self.vtcr()
+
+
+class LayerWriter:
+    """Write into a translated space: ``write(addr, data)`` lands in the bottom memory.
+
+    Lets the builder lay guest stage-1 tables in guest-physical space of a composed host
+    image (``LayerWriter(Stage2(host, vttbr, vtcr))``); the bottom must have ``write``.
+    """
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def read(self, addr: int, n: int) -> bytes:
+        return self.layer.read(addr, n)
+
+    def write(self, addr: int, data: bytes) -> None:
+        from .layers import resolve_chain
+
+        off = 0
+        while off < len(data):
+            chain = resolve_chain(self.layer, addr + off)
+            take = min(len(data) - off, _PAGE - ((addr + off) & (_PAGE - 1)))
+            bottom = self.layer
+            while getattr(bottom, "lower", None) is not None:
+                bottom = bottom.lower
+            bottom.write(chain[-1][1], data[off : off + take])
+            off += take

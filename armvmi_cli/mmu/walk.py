@@ -192,6 +192,7 @@ def leaves(geom: Geometry, root: int, tables: TableReader, lo: int, hi: int, bud
     unreadable tables are skipped.  Problems go to ``faults`` as (ia, level, reason).
     """
     gshift = geom.granule.shift
+    cycles: set[tuple[int, int]] = set()
 
     def note(ia, level, reason):
         if faults is not None:
@@ -231,7 +232,9 @@ def leaves(geom: Geometry, root: int, tables: TableReader, lo: int, hi: int, bud
                     if nxt >> geom.oa_bits:
                         note(ia, level, f"next-level table {nxt:#x} exceeds the output size")
                     elif nxt in path:
-                        note(ia, level, f"table {nxt:#x} is already on this walk path (self-reference)")
+                        if (nxt, level) not in cycles:  # report each loop once, not per entry
+                            cycles.add((nxt, level))
+                            note(ia, level, f"table {nxt:#x} is already on this walk path (self-reference)")
                     else:
                         yield from visit(nxt, level + 1, ia, path + (nxt,))
                 elif level == 3 or (not desc & 2 and block_ok):
