@@ -274,11 +274,10 @@ class EnumType(Type):
         return None
 
 
-class TypedefType(Type):
-    kind = "typedef"
+class _Alias(Type):
+    """A type that stands for another one (typedef, qualifier)."""
 
-    def __init__(self, name: str, target):
-        self.name, self._target = name, target
+    _target = None
 
     @property
     def target(self) -> Type:
@@ -291,32 +290,28 @@ class TypedefType(Type):
     def resolve(self) -> Type:
         t: Type = self
         for _ in range(64):
-            if isinstance(t, (TypedefType, QualifiedType)):
-                t = t.target
-            else:
+            if not isinstance(t, _Alias):
                 return t
+            t = t.target
         raise SymbolError(f"typedef loop at {self.name}")
 
 
-class QualifiedType(Type):
+class TypedefType(_Alias):
+    kind = "typedef"
+
+    def __init__(self, name: str, target):
+        self.name, self._target = name, target
+
+
+class QualifiedType(_Alias):
     kind = "qualified"
 
     def __init__(self, qualifier: str, target):
         self.qualifier, self._target = qualifier, target
 
     @property
-    def target(self) -> Type:
-        return _deref(self._target)
-
-    @property
     def name(self) -> str | None:  # type: ignore[override]
         return self.target.name
-
-    @property
-    def size(self) -> int | None:
-        return self.target.size
-
-    resolve = TypedefType.resolve
 
     def c_name(self) -> str:
         return f"{self.qualifier} {self.target.c_name()}"
@@ -364,7 +359,6 @@ class OtherType(Type):
         return self._size
 
 
-FuncType_ = FuncType  # alias kept for readers looking for "FuncType/FuncProto"
 
 
 _INDEXES = ("structs", "typedefs", "bases", "enums")
