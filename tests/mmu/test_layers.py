@@ -26,6 +26,7 @@ def nested():
     s1t = Stage1Tables(guest, PageAllocator(GPA + (15 << 20)), va_bits=48)
     s1t.map(KVA, GPA, 4 << 20)  # linear map: 2 MiB blocks
     s1t.map(KVA + (16 << 20), GPA + (10 << 20), 64 << 10, level=3)
+    s1t.map(KVA + (32 << 20), GPA + (8 << 20), 2 << 20)  # one S1 block over 512 S2 pages
     s1t.map(0x40_0000, GPA + (12 << 20), 8192, attrs=(1 << 10) | (1 << 6) | (1 << 54))  # user page, UXN
     s1 = Stage1(s2, *s1t.registers(asid=3))
     return host, s2, s1
@@ -61,7 +62,7 @@ def test_mappings_in_order_and_ranged(nested):
     _host, s2, s1 = nested
     ms = list(s1.mappings())
     assert [m.va for m in ms] == sorted(m.va for m in ms) and ms[0].va == 0x40_0000
-    assert sum(m.size for m in ms) == (4 << 20) + (64 << 10) + 8192
+    assert sum(m.size for m in ms) == (6 << 20) + (64 << 10) + 8192
     part = list(s1.mappings(KVA + (2 << 20) + 5, KVA + (16 << 20) + 0x2000))
     assert [(m.va, m.size) for m in part] == [(KVA + (2 << 20), 2 << 20), (KVA + (16 << 20), 4096),
                                                (KVA + (16 << 20) + 4096, 4096)]
@@ -71,10 +72,19 @@ def test_mappings_in_order_and_ranged(nested):
 
 
 def test_bottom_mappings_follow_stage2_splits(nested):
-    _host, _s2, s1 = nested
-    runs = [(m.va, m.out, m.size) for m in bottom_mappings(s1, KVA, KVA + (32 << 20))]
+    host, s2, s1 = nested
+    runs = [(m.va, m.out, m.size) for m in bottom_mappings(s1, KVA, KVA + (64 << 20))]
     assert runs[:2] == [(KVA, HPA, 2 << 20), (KVA + (2 << 20), HPA + (2 << 20), 2 << 20)]  # one per S1 leaf
-    assert runs[2] == (KVA + (16 << 20), HPA + (11 << 20), 64 << 10)  # 16 S1 pages merged
+    assert runs[2:4] == [(KVA + (16 << 20), HPA + (11 << 20), 4096), (KVA + (16 << 20) + 4096, HPA + (11 << 20) + 4096, 4096)]
+    assert runs[-1] == (KVA + (32 << 20), HPA + (9 << 20), 2 << 20)  # 512 S2 pages, contiguous: one run
+    # punch a hole in stage 2 under the S1 block: the block splits around it
+    host.write_u64(s2.walk(GPA + (9 << 20)).steps[-1].descriptor_address, 0)
+    s2.flush()
+    s1.flush()
+    faults = []
+    runs = [(m.va, m.out, m.size) for m in bottom_mappings(s1, KVA + (32 << 20), KVA + (34 << 20), faults)]
+    assert runs == [(KVA + (32 << 20), HPA + (9 << 20), 1 << 20), (KVA + (33 << 20) + 4096, HPA + (10 << 20) + 4096, (1 << 20) - 4096)]
+    assert len(faults) == 1 and faults[0][0] == KVA + (33 << 20)
 
 
 def test_tlb_flush(nested):
