@@ -1,0 +1,168 @@
+"""The host kernel in a host memory image.
+
+A host dump holds several kernels' VMCOREINFO texts: the host's own and one
+per guest (guest RAM is host memory).  Only the host's page tables live in
+host *physical* memory, so :func:`armvmi_cli.symbols.kaslr.find_kernels`'
+self-check (walk swapper_pg_dir, ``_stext`` must land on its own physical
+address) picks the host and rejects every guest.  When the event log's
+DRIVER_INIT is present its kimage_voffset and TTBR1 base are compared with
+what memory says — a disagreement is a finding for ``verify``, never a
+reason to trust the log over memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ArmvmiError, ProfileMismatchError, SymbolError
+
+TTBR_BADDR = 0x0000_FFFF_FFFF_FFFE  # TTBRn_EL1.BADDR (CnP bit 0 and ASID 63:48 dropped)
+
+
+@dataclass
+class HostKernel:
+    kernel: object  # linux.Kernel over host physical memory
+    candidate: object  # symbols.kaslr.KernelCandidate
+    memstart_addr: int  # PHYS_OFFSET: linear map = (va & ~PAGE_OFFSET) + memstart_addr
+    memstart_source: str
+    page_offset: int
+    rejected: list = field(default_factory=list)  # other kernels' VMCOREINFO seen in host RAM (guests)
+    log_mismatches: list[tuple[str, int, int]] = field(default_factory=list)  # (what, log, memory)
+    notes: list[str] = field(default_factory=list)
+    log_host: object = None  # the event log's DRIVER_INIT record, when there is a log
+
+    @property
+    def slide(self) -> int:
+        return self.candidate.slide
+
+    @property
+    def kimage_voffset(self) -> int:
+        return self.candidate.vmcoreinfo.kimage_voffset
+
+    @property
+    def swapper_pa(self) -> int:
+        return self.candidate.swapper_pa
+
+    def is_linear(self, va: int) -> bool:
+        """A linear-map VA (PAGE_OFFSET .. the start of vmalloc/kimage space)."""
+        vmalloc = self.kernel.vmcoreinfo.raw.get("NUMBER(MODULES_VADDR)")
+        end = int(vmalloc, 0) if vmalloc else self.page_offset + (1 << (self.kernel.info.va_bits - 1))
+        return self.page_offset <= va < end
+
+    def lm_to_phys(self, va: int) -> int:
+        """arm64 ``__lm_to_phys``: no page-table walk."""
+        return ((va & ~self.page_offset) + self.memstart_addr) & 0xFFFF_FFFF_FFFF_FFFF
+
+    def va_to_pa(self, va: int) -> int:
+        """Any kernel VA (linear map, vmalloc, image) through the host's own tables."""
+        return self.kernel.vmem.translate(va)
+
+
+def host_kernel(session, host_system_map=None) -> HostKernel:
+    """Locate (once per session) the host kernel; see the module docstring."""
+    cached = getattr(session, "_armvmi_host", None)
+    if cached is not None:
+        if isinstance(cached, ArmvmiError):
+            raise cached
+        return cached
+    if host_system_map is None:
+        host_system_map = getattr(session, "host_system_map", None)
+    try:
+        hk = _locate(session, host_system_map)
+    except ArmvmiError as e:
+        session._armvmi_host = e
+        raise
+    session._armvmi_host = hk
+    return hk
+
+
+def _locate(session, host_system_map) -> HostKernel:
+    from ..linux.kernel import Kernel, KernelInfo
+    from ..session import _btf_types, _utsname
+    from ..symbols.kaslr import find_kernels
+
+    mem = session.memory
+    cands = find_kernels(mem, None, mem.vmcoreinfo)
+    good = [c for c in cands if c.confirmed]
+    if not good:
+        why = "; ".join(f"{c.vmcoreinfo.release} ({c.reason})" for c in cands) or "no VMCOREINFO text in the image"
+        raise SymbolError(f"no host kernel found: no kernel's page tables live in this image's physical memory: {why}")
+    host = session.host
+    if host is not None and len(good) > 1:
+        # Several kernels pass (an unusual layout): prefer the one the log names.
+        good.sort(key=lambda c: c.vmcoreinfo.kimage_voffset != host.kimage_voffset)
+    cand = good[0]
+    vi = cand.vmcoreinfo
+    info = KernelInfo(
+        release=vi.release,
+        build_id=vi.build_id,
+        slide=cand.slide,
+        slide_source=f"KERNELOFFSET from {vi.source}, confirmed by the host page-table walk",
+        kimage_voffset=vi.kimage_voffset,
+        phys_offset=vi.phys_offset,
+        page_size=vi.page_size or 4096,
+        va_bits=vi.va_bits or 48,
+        swapper_pg_dir=vi.symbol("swapper_pg_dir"),
+        swapper_pg_dir_pa=cand.swapper_pa,
+        ttbr1_source="swapper_pg_dir (from the host's VMCOREINFO)",
+    )
+    kernel = Kernel(cand.stage1, None, None, info, name="host")
+    kernel.vmcoreinfo = vi
+    uts = _utsname(kernel, vi)
+    if uts:
+        info.banner = f"Linux version {uts[0]} {uts[1]}"
+    kernel.symbols = _host_symbols(session, kernel, vi, host_system_map)
+    kernel.types = _btf_types(kernel, session.symopts.use_cache)
+    page_offset = (-(1 << info.va_bits)) & 0xFFFF_FFFF_FFFF_FFFF
+    memstart, src = _memstart(kernel, vi)
+    hk = HostKernel(kernel, cand, memstart, src, page_offset, [c for c in cands if c is not cand])
+    if len(good) > 1:
+        hk.notes.append(f"{len(good) - 1} other kernel(s) also pass the page-table self-check in host memory")
+    hk.log_host = host
+    if host is not None:
+        for what, logged, actual in (
+            ("kimage_voffset", host.kimage_voffset, hk.kimage_voffset),
+            ("memstart_addr", host.phys_offset, memstart),
+            ("TTBR1_EL1 base", host.ttbr1 & TTBR_BADDR, cand.swapper_pa),
+        ):
+            if logged != actual:
+                hk.log_mismatches.append((what, logged, actual))
+    return hk
+
+
+def _memstart(kernel, vi) -> tuple[int, str]:
+    if kernel.has_symbol("memstart_addr"):
+        try:
+            return kernel.read_u64(kernel.symbol("memstart_addr")), "memstart_addr in host memory"
+        except ArmvmiError:
+            pass
+    if vi.phys_offset is not None:
+        return vi.phys_offset, "NUMBER(PHYS_OFFSET) in the host's VMCOREINFO"
+    raise SymbolError("host: neither memstart_addr nor VMCOREINFO PHYS_OFFSET is readable")
+
+
+def _host_symbols(session, kernel, vi, host_system_map):
+    """--host-system-map, else a guest --system-map that fits the host, else kallsyms."""
+    from ..session import _KallsymsWithVmcoreinfo, _map_fits
+
+    info = kernel.info
+    if host_system_map is not None:
+        sm = session._load_map(str(host_system_map))
+        ok, why = _map_fits(sm, vi)
+        if not ok:
+            raise ProfileMismatchError(f"--host-system-map {host_system_map} does not fit the host kernel {vi.release}: {why}")
+        info.symbols_source = f"System.map {host_system_map}"
+        return sm
+    for path in session.symopts.system_maps:
+        sm = session._load_map(path)
+        if _map_fits(sm, vi)[0]:
+            info.symbols_source = f"System.map {path} (the guests' map also fits the host)"
+            return sm
+    try:
+        from ..symbols.kallsyms import recover_kallsyms
+    except ImportError:
+        raise SymbolError("no System.map for the host kernel: give --host-system-map") from None
+    stext = vi.symbol("_stext")
+    ks = recover_kallsyms(session.memory, prefer=stext)
+    info.symbols_source = f"kallsyms recovered from host memory ({len(ks)} symbols)"
+    return _KallsymsWithVmcoreinfo(ks, vi, kernel)
