@@ -270,7 +270,9 @@ class SmcLogReader:
         buf = b""
         while True:
             data = self._read_exact(block - len(buf))
+            eof = not data
             buf = buf + data if buf else data
+            data = None  # hold one block at a time, not two
             n = len(buf) // rs
             if n == 0:
                 break
@@ -312,7 +314,7 @@ class SmcLogReader:
             base += n * rs
             buf = bytes(mv[n * rs :]) if len(buf) > n * rs else b""
             mv.release()
-            if not data:
+            if eof:
                 break
         self.expected_seq = expected
         self.tail_bytes = len(buf)
