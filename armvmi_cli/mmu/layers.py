@@ -128,6 +128,21 @@ class TranslationLayer:
     def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")
 
+    def span(self, addr: int) -> tuple[int | None, int, TranslationFault | None]:
+        """(output for ``addr`` or None, bytes to the end of its leaf or unmapped block, fault)."""
+        try:
+            half, ia = self._select(addr)
+        except TranslationFault as f:
+            page = 1 << self._tlb_shift
+            return None, page - (addr & (page - 1)), f
+        try:
+            out, shift, _desc, _level = walk(half.geom, half.root, self._tables, ia, addr, self.name)
+        except TranslationFault as f:
+            size = 1 << half.geom.level_shift(f.level)  # the invalid entry's whole region
+            return None, size - (ia & (size - 1)), f
+        off = ia & ((1 << shift) - 1)
+        return out | off, (1 << shift) - off, None
+
     def walk(self, addr: int) -> WalkTrace:
         """A full explanation of the translation of ``addr``; never raises."""
         trace = WalkTrace(layer=self.name, address=addr)
@@ -309,34 +324,46 @@ def resolve_chain(layer, addr: int) -> list[tuple[str, int]]:
     return chain
 
 
+def _bottom_runs(layer, addr: int, length: int):
+    """Pieces (address in ``layer``, bottom address or None, length, fault) of [addr, addr+length)."""
+    if not isinstance(layer, TranslationLayer):
+        yield addr, addr, length, None
+        return
+    cur, end = addr, addr + length
+    while cur < end:
+        out, span, f = layer.span(cur)
+        take = min(span, end - cur)
+        if out is None:
+            yield cur, None, take, f
+        else:
+            for a, bottom, n, f in _bottom_runs(layer.lower, out, take):
+                yield cur + (a - out), bottom, n, f
+        cur += take
+
+
 def bottom_mappings(layer, start: int | None = None, end: int | None = None, faults: list | None = None) -> Iterator[Mapping]:
     """``layer``'s mappings with outputs carried down to the bottom layer (e.g. GVA -> HPA).
 
     A leaf whose output is split or unmapped below is cut into the runs that are
-    contiguous at the bottom; the attributes are the top layer's.
+    contiguous at the bottom; the attributes are the top layer's.  Unmapped pieces
+    are reported into ``faults`` (one entry per unmapped lower block, not per page).
     """
-    lower = getattr(layer, "lower", None)
     for m in layer.mappings(start, end, faults):
-        if not isinstance(lower, TranslationLayer):
-            yield m
-            continue
-        cur, stop, run = m.va, m.va + m.size, None
-        while cur < stop:
-            try:
-                chain = resolve_chain(lower, m.out + (cur - m.va))
-                page = 1 << lower._tlb_shift
-                out = chain[-1][1]
-            except TranslationFault as f:
+        run = None
+        for a, bottom, n, f in _bottom_runs(layer.lower, m.out, m.size):
+            va = m.va + (a - m.out)
+            if bottom is None:
                 if faults is not None:
-                    faults.append((cur, f.level, str(f)))
-                out, page = None, 1 << lower._tlb_shift
-            take = min(page - ((m.out + (cur - m.va)) & (page - 1)), stop - cur)
-            if out is not None and run is not None and run[1] + run[2] == out and run[0] + run[2] == cur:
-                run[2] += take
-            else:
+                    faults.append((va, f.level, str(f)))
                 if run is not None:
                     yield Mapping(run[0], run[1], run[2], m.attrs, m.level)
-                run = [cur, out, take] if out is not None else None
-            cur += take
+                run = None
+                continue
+            if run is not None and run[0] + run[2] == va and run[1] + run[2] == bottom:
+                run[2] += n
+                continue
+            if run is not None:
+                yield Mapping(run[0], run[1], run[2], m.attrs, m.level)
+            run = [va, bottom, n]
         if run is not None:
             yield Mapping(run[0], run[1], run[2], m.attrs, m.level)
