@@ -61,21 +61,24 @@ _register_all()
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: one error scheme for every command."""
-    import click
-
     from ..errors import ArmvmiError, ExitCode
+
+    try:  # typer >= 0.2x vendors click and has its own exception classes
+        from typer import TyperException as ClickException
+    except ImportError:  # older typer on top of click
+        from click.exceptions import ClickException
 
     if "--debug" in (argv if argv is not None else sys.argv[1:]):
         state.DEBUG = True
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="armvmi")
         code = rc if isinstance(rc, int) else 0
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         code = e.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("armvmi: aborted", file=sys.stderr)
         code = 130
-    except click.exceptions.ClickException as e:
+    except ClickException as e:
         e.show()
         code = ExitCode.BAD_INPUT
     except ArmvmiError as e:
