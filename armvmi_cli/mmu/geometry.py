@@ -28,11 +28,11 @@ class Granule(enum.IntEnum):
 
     @property
     def shift(self) -> int:  # "granulebits"
-        return self.bit_length() - 1
+        return _GRANULE_BITS[self]
 
     @property
     def stride(self) -> int:  # index bits per full level: one page of 8-byte descriptors
-        return self.shift - 3
+        return _GRANULE_BITS[self] - 3
 
     @property
     def entries(self) -> int:
@@ -61,6 +61,9 @@ class Granule(enum.IntEnum):
             return cls(size)
         except ValueError:
             raise ValueError(f"page size {size:#x} is not an AArch64 granule (4K, 16K, 64K)") from None
+
+
+_GRANULE_BITS = {Granule.K4: 12, Granule.K16: 14, Granule.K64: 16}
 
 
 def s1_start_level(ia_bits: int, granule: Granule) -> int:
@@ -116,6 +119,15 @@ class Geometry:
     ds: bool = False  # TCR.DS / VTCR.DS: LPA2 descriptor and TTBR layout (4K/16K only)
     stage: int = 1
 
+    def __post_init__(self):
+        # Per-level constants, computed once: walks use them for every descriptor.
+        g = self.granule
+        shifts = {lv: g.shift + (FINAL_LEVEL - lv) * g.stride for lv in range(-1, FINAL_LEVEL + 1)}
+        object.__setattr__(self, "_shifts", shifts)
+        object.__setattr__(self, "_root_mask", (1 << (self.ia_bits - shifts[self.start_level])) - 1)
+        object.__setattr__(self, "_mask", g.entries - 1)
+        object.__setattr__(self, "_blocks", frozenset(lv for lv in range(-1, FINAL_LEVEL) if self._block_ok(lv)))
+
     # -- derived ----------------------------------------------------------
     @property
     def wide_oa(self) -> bool:
@@ -142,15 +154,16 @@ class Geometry:
 
     def level_shift(self, level: int) -> int:
         """Lowest input-address bit resolved at ``level`` (= log2 of its block size)."""
-        return self.granule.shift + (FINAL_LEVEL - level) * self.granule.stride
+        return self._shifts[level]
 
     def index(self, ia: int, level: int) -> int:
-        shift = self.level_shift(level)
-        if level == self.start_level:
-            return (ia >> shift) & (self.root_entries - 1)
-        return (ia >> shift) & (self.granule.entries - 1)
+        """The entry for ``ia`` in the level's table (the initial table may be short or concatenated)."""
+        return (ia >> self._shifts[level]) & (self._root_mask if level == self.start_level else self._mask)
 
     def block_allowed(self, level: int) -> bool:
+        return level in self._blocks
+
+    def _block_ok(self, level: int) -> bool:
         """Which levels may hold a block descriptor (AArch64.BlockDescSupported)."""
         g = self.granule
         if g == Granule.K4:

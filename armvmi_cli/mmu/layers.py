@@ -128,8 +128,16 @@ class TranslationLayer:
     def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")
 
-    def span(self, addr: int) -> tuple[int | None, int, TranslationFault | None]:
-        """(output for ``addr`` or None, bytes to the end of its leaf or unmapped block, fault)."""
+    def span(self, addr: int, want: int = 0) -> tuple[int | None, int, TranslationFault | None]:
+        """(output for ``addr`` or None, bytes to the end of its leaf or unmapped block, fault).
+
+        When ``want`` bytes fit in the TLB page of ``addr``, a TLB hit answers (the span
+        is then only that page's remainder)."""
+        off = addr & self._tlb_mask
+        if want and off + want <= self._tlb_mask + 1:
+            e = self._tlb.get(addr >> self._tlb_shift)
+            if e is not None:
+                return e | off, self._tlb_mask + 1 - off, None
         try:
             half, ia = self._select(addr)
         except TranslationFault as f:
@@ -141,6 +149,7 @@ class TranslationLayer:
             size = 1 << half.geom.level_shift(f.level)  # the invalid entry's whole region
             return None, size - (ia & (size - 1)), f
         off = ia & ((1 << shift) - 1)
+        self._tlb[addr >> self._tlb_shift] = (out | off) & ~self._tlb_mask
         return out | off, (1 << shift) - off, None
 
     def walk(self, addr: int) -> WalkTrace:
@@ -156,10 +165,13 @@ class TranslationLayer:
             trace.fault = f
         return trace
 
-    def flush(self) -> None:
-        """Forget cached translations and table pages (after the image or registers change)."""
+    def flush(self, lower: bool = False) -> None:
+        """Forget cached translations and table pages (after the image or tables change);
+        with ``lower``, the layers below too."""
         self._tlb.clear()
         self._tables.flush()
+        if lower and isinstance(self.lower, TranslationLayer):
+            self.lower.flush(lower=True)
 
     # -- enumeration -----------------------------------------------------
     def mappings(self, start: int | None = None, end: int | None = None, faults: list | None = None) -> Iterator[Mapping]:
@@ -298,8 +310,8 @@ class Stage2(TranslationLayer):
             self._ranges = [(a, b) for a, b in runs]
         return list(self._ranges)
 
-    def flush(self) -> None:
-        super().flush()
+    def flush(self, lower: bool = False) -> None:
+        super().flush(lower)
         self._ranges = None
 
     def describe(self) -> dict:
@@ -331,7 +343,7 @@ def _bottom_runs(layer, addr: int, length: int):
         return
     cur, end = addr, addr + length
     while cur < end:
-        out, span, f = layer.span(cur)
+        out, span, f = layer.span(cur, end - cur)
         take = min(span, end - cur)
         if out is None:
             yield cur, None, take, f

@@ -141,6 +141,8 @@ def walk(geom: Geometry, root: int, tables: TableReader, ia: int, address: int, 
     """
     level, table = geom.start_level, root
     gshift = geom.granule.shift
+    if root >> geom.oa_bits:  # the pseudocode reports this one at level 0
+        raise fault(0, f"table base {root:#x} exceeds the {geom.oa_bits}-bit output size", address, layer, ADDRESS_SIZE)
     while True:
         shift = geom.level_shift(level)
         index = geom.index(ia, level)
@@ -158,10 +160,17 @@ def walk(geom: Geometry, root: int, tables: TableReader, ia: int, address: int, 
                 EXTERNAL,
             ) from e
         k = D.kind(desc, level, geom.block_allowed(level))
-        out = geom.output_address(desc, gshift if k == D.TABLE else shift) if k in (D.TABLE, D.BLOCK, D.PAGE) else None
+        if k == D.TABLE:
+            out = geom.output_address(desc, gshift)  # next-level table, granule aligned
+        elif k in (D.BLOCK, D.PAGE):
+            out = geom.output_address(desc, shift)  # block/page base; low bits come from ia
+        else:
+            out = None
         if steps is not None:
-            attrs = D.table_attrs(desc, geom.stage) if k == D.TABLE else (
-                D.leaf_attrs(desc, geom.stage, geom.ds) if out is not None else {})
+            if k == D.TABLE:
+                attrs = D.table_attrs(desc, geom.stage)
+            else:
+                attrs = D.leaf_attrs(desc, geom.stage, geom.ds) if out is not None else {}
             steps.append(WalkStep(level, table, tables.lower_name, index, daddr, desc, k, out, attrs))
         if out is None:
             why = "invalid descriptor" if k == D.INVALID else (

@@ -173,3 +173,11 @@ def test_inconsistent_vtcr_is_a_register_error():
 
     with pytest.raises(RegisterError):
         Stage2(SparseMemory(), 0, 20 | (1 << 6) | (1 << 31))  # 44-bit IPA at level 1: 32 tables
+
+
+def test_table_base_beyond_ips():
+    mem, t = kernel(oa_bits=40)
+    t.map(KVA, 0x4000_0000, 4096)
+    _ttbr0, _ttbr1, tcr = t.registers()
+    f = fault_of(Stage1(mem, None, 1 << 44, tcr), KVA)
+    assert (f.level, f.kind) == (0, "address-size")
