@@ -31,7 +31,7 @@ from __future__ import annotations
 import bisect
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Iterator
 
 from ..errors import ArmvmiError, SymbolError
@@ -39,20 +39,16 @@ from ..memory.scan import layer_ranges
 
 SCAN_CHUNK = 16 << 20
 
-#: one-character tokens that every real kernel's token table holds in a row;
-#: the value is the slot index of the first one (its character code).
-ANCHORS: tuple[bytes, ...] = (
-    b"0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00",
-    b"a\x00b\x00c\x00d\x00e\x00f\x00g\x00h\x00i\x00j\x00",
-    b"k\x00l\x00m\x00n\x00o\x00p\x00q\x00r\x00s\x00t\x00",
-)
+#: one-character tokens that every real kernel's token table holds in a row
+#: (every digit occurs in some symbol name, so slots 0x30-0x39 keep "0".."9");
+#: the first byte is also the slot index.  One anchor = one pass over memory.
+ANCHORS: tuple[bytes, ...] = (b"0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00",)
 
 TOKEN_INDEX_SIZE = 256 * 2
 MAX_TOKEN_TABLE = 256 * 64  # tokens are short; 16 KiB is generous
 MARKER_WINDOW = 4 << 20  # markers lie at most this far before the token table
 #: bytes per kallsyms_names entry: 1-2 length bytes + at least one token ...
 MIN_ENTRY, MAX_ENTRY = 2, 2 + 512  # ... and at most KSYM_NAME_LEN tokens
-MAX_SYMS = 4 << 20
 #: nm type letters kallsyms can hold (plus '?' some toolchains emit)
 TYPE_CHARS = frozenset(b"AaBbCcDdGgiIlNnpRrSsTtUuVvWw?-")
 _NAME_OK = re.compile(rb"[\x21-\x7e]+\Z")
@@ -81,7 +77,7 @@ class KallsymsLayout:
         return min(self.addresses, self.num_syms)
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        return asdict(self)
 
 
 class KallsymsTable:
@@ -446,8 +442,6 @@ def find_kallsyms_tables(mem, ranges=None, first_only: bool = False) -> list[Kal
                 found.append(table)
                 if first_only:
                     return found
-        if found:
-            break  # later anchors only matter when a kernel lacks the first run
     found.sort(key=lambda t: t.table_pa)
     return found
 
