@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from ..errors import ArmvmiError, TranslationFault
+from ..errors import ArmvmiError, SymbolError, TranslationFault
 
 SYSREGS = ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "SCTLR_EL1")
 MAX_RB_NODES = 1 << 16
@@ -176,9 +176,9 @@ def vm_list(hk) -> KvmScan:
     walk = ListWalk()
     vms: list[KvmVm] = []
     problems: list[str] = []
+    head = vm_list_head(hk)  # no head, no listing: raise rather than report "no VMs"
     head_ok = True
     try:
-        head = k.symbol("vm_list")
         for kvm in list_for_each_entry(k, "kvm", head, "vm_list", walk):
             try:
                 vms.append(read_kvm(hk, kvm))
@@ -200,18 +200,33 @@ def vm_list(hk) -> KvmScan:
     return scan
 
 
-def _vhe(hk, vms) -> tuple[bool | None, str]:
-    host = hk.log_host
-    if host is not None:
-        return host.vhe, "DRIVER_INIT x7 bit 0 in the event log"
+def vm_list_head(hk) -> int:
+    """The address of KVM's ``vm_list`` (a SymbolError when it cannot be known)."""
+    k = hk.kernel
+    if k.has_symbol("vm_list"):
+        return k.symbol("vm_list")
+    raise SymbolError(f"the host's symbols ({k.info.symbols_source}) do not include vm_list: give --host-system-map")
+
+
+def infer_vhe(hk, vms) -> tuple[bool | None, str]:
+    """VHE or nVHE from memory alone: kvm_arch_alloc_vm kzallocs struct kvm on
+    nVHE (linear map) and vzallocs it on VHE (vmalloc space)."""
     if vms:
-        # kvm_arch_alloc_vm: kzalloc on nVHE, vzalloc on VHE.
         linear = [hk.is_linear(v.address) for v in vms]
         if all(linear):
             return False, "struct kvm is in the linear map (kzalloc: nVHE)"
         if not any(linear):
             return True, "struct kvm is in vmalloc space (vzalloc: VHE)"
-    return None, "unknown (no event log, no VM to infer from)"
+        return None, "struct kvm allocations are in both the linear map and vmalloc space"
+    return None, "unknown (no VM to infer it from)"
+
+
+def _vhe(hk, vms) -> tuple[bool | None, str]:
+    """Memory first; the log's DRIVER_INIT only when memory cannot tell."""
+    vhe, src = infer_vhe(hk, vms)
+    if vhe is None and hk.log_host is not None:
+        return hk.log_host.vhe, "DRIVER_INIT x7 bit 0 in the event log (memory cannot tell)"
+    return vhe, src
 
 
 def _u(v) -> int:
