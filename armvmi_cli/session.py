@@ -214,6 +214,8 @@ class Session:
         if info.banner is None and uts:
             info.banner = f"Linux version {uts[0]} {uts[1]}"
         kernel.types = self._load_types(kernel)
+        if isinstance(symbols, _KallsymsWithVmcoreinfo) and symbols.address("init_task") is None:
+            symbols.find_init_task(kernel)
         return kernel
 
     # -- a small per-image cache of where things were found ----------------------
@@ -292,7 +294,8 @@ class Session:
             from .symbols.kallsyms import recover_kallsyms
         except ImportError:
             raise SymbolError(f"no System.map or profile for {vi.release}: give --system-map") from None
-        ks = recover_kallsyms(kernel.vmem.lower if hasattr(kernel.vmem, "lower") else kernel.vmem)
+        phys = kernel.vmem.lower
+        ks = recover_kallsyms(phys, _kernel_image_ranges(phys, vi), prefer=vi.symbol("_stext"))
         info.symbols_source = f"kallsyms recovered from memory ({len(ks)} symbols)"
         info.notes.append("kallsyms holds functions only on kernels without CONFIG_KALLSYMS_ALL; data symbols come from VMCOREINFO and structure scans")
         return _KallsymsWithVmcoreinfo(ks, vi, kernel)
@@ -356,6 +359,19 @@ class _KallsymsWithVmcoreinfo:
         a = self.extra.get(name)
         return a if a is not None else self.ks.address(name)
 
+    def find_init_task(self, kernel):
+        """init_task is data: not in kallsyms without KALLSYMS_ALL. Find it
+        by structure in the kernel image (pid 0, real_parent == self, a tasks
+        list whose neighbours link back)."""
+        from .symbols.init_task import find_init_task
+
+        vi = kernel.vmcoreinfo
+        start = vi.symbol("_stext")
+        offsets = {k: kernel.offsetof("task_struct", k) for k in ("comm", "tasks", "real_parent", "pid", "tgid")}
+        va = find_init_task(kernel.read, [(start, start + _KERNEL_IMAGE_MAX)], offsets)
+        self.extra["init_task"] = va
+        kernel.info.notes.append(f"init_task located by structure at {va:#x}")
+
     def lookup(self, addr):
         return self.ks.lookup(addr)
 
@@ -367,6 +383,22 @@ class _KallsymsWithVmcoreinfo:
 
     def __iter__(self):
         return iter(self.ks)
+
+
+_KERNEL_IMAGE_MAX = 128 << 20  # generous bound on an arm64 kernel image's size
+
+
+def _kernel_image_ranges(phys, vi):
+    """Physical runs that can hold the kernel image (from _stext's physical
+    address), so scans for its tables don't read all of RAM."""
+    from .memory.scan import layer_ranges
+
+    stext = vi.symbol("_stext")
+    if stext is None or vi.kimage_voffset is None:
+        return None
+    lo = ((stext - vi.kimage_voffset) & 0xFFFF_FFFF_FFFF_FFFF) - (2 << 20)
+    hi = lo + _KERNEL_IMAGE_MAX
+    return [(max(s, lo), min(e, hi)) for s, e in layer_ranges(phys) if e > lo and s < hi]
 
 
 def _int_or_none(text):
@@ -466,15 +498,25 @@ def _btf_types(kernel, use_cache: bool):
                 pass
     try:
         start, stop = kernel.symbol("__start_BTF"), kernel.symbol("__stop_BTF")
+        if not 0 < stop - start < (256 << 20):
+            raise SymbolError(f"{kernel.name}: implausible BTF bounds {start:#x}-{stop:#x}")
+        data = kernel.read(start, stop - start)
+        where = f"at {start:#x}"
     except SymbolError:
-        raise SymbolError(
-            f"{kernel.name}: no __start_BTF/__stop_BTF symbols, so no BTF to read; give --isf or a profile with types"
-        ) from None
-    if not 0 < stop - start < (256 << 20):
-        raise SymbolError(f"{kernel.name}: implausible BTF bounds {start:#x}-{stop:#x}")
-    data = kernel.read(start, stop - start)
+        # No data symbols (kallsyms without KALLSYMS_ALL): find it by its header.
+        from .symbols.btf_locate import locate_btf
+
+        phys = kernel.vmem.lower
+        found = locate_btf(phys, _kernel_image_ranges(phys, kernel.vmcoreinfo))
+        if found is None:
+            raise SymbolError(
+                f"{kernel.name}: no BTF in the kernel image (CONFIG_DEBUG_INFO_BTF off?); give --isf or a profile with types"
+            ) from None
+        pa, size = found
+        data = phys.read(pa, size)
+        where = f"found by its header at physical {pa:#x}"
     tm = parse_btf(data)
-    info.types_source = f"BTF in memory ({len(data)} bytes at {start:#x})"
+    info.types_source = f"BTF in memory ({len(data)} bytes {where})"
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)

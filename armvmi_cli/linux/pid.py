@@ -56,10 +56,21 @@ def xa_entries(kernel, xa_head: int, problems: list, max_nodes: int = 1 << 16):
                 stack.append((slot, base + (i << shift)))
 
 
+def init_pid_ns(kernel):
+    """``init_pid_ns``: by symbol, else through init_task's own struct pid
+    (``init_struct_pid.numbers[0].ns``), for kernels whose symbol table has no
+    data symbols."""
+    if kernel.has_symbol("init_pid_ns"):
+        return kernel.variable("init_pid_ns", "pid_namespace")
+    from .tasks import init_task
+
+    return init_task(kernel).thread_pid.numbers[0].ns.deref()
+
+
 def pid_tasks(kernel, problems: list | None = None):
     """Yield (nr, task Object) for every struct pid in init_pid_ns with a task."""
     problems = problems if problems is not None else []
-    ns = kernel.variable("init_pid_ns", "pid_namespace")
+    ns = init_pid_ns(kernel)
     idr = ns.idr
     rt = idr.idr_rt
     head = int(rt.xa_head) if rt.has_member_("xa_head") else int(rt.rnode)
