@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Callable, Iterable
+from typing import Callable
 
 from ..errors import ArmvmiError, SymbolError
+from ..memory.scan import scan
 
 COMMS = (b"swapper/0\0", b"swapper\0")
 TASK_COMM_LEN = 16
-CHUNK = 1 << 20
-PAGE = 4096
-_COMM_RX = re.compile(b"|".join(re.escape(c) for c in COMMS))
 _PRINTABLE_COMM = re.compile(rb"[\x20-\x7e]{1,15}\0")
 
 
@@ -42,26 +40,22 @@ def _ranges(kernel_ranges_va) -> list[tuple[int, int]]:
     return out
 
 
-def _comm_hits(read_va: Callable[[int, int], bytes], ranges: Iterable[tuple[int, int]]):
-    """VAs of each candidate comm string (chunked; unreadable chunks in page steps)."""
-    overlap = max(len(c) for c in COMMS) - 1
-    for start, end in ranges:
-        pos = start
-        while pos < end:
-            step = min(CHUNK, end - pos)
-            try:
-                blocks = [(pos, read_va(pos, min(step + overlap, end - pos)))]
-            except ArmvmiError:
-                blocks = []
-                for page in range(pos, pos + step, PAGE):
-                    try:
-                        blocks.append((page, read_va(page, min(PAGE, end - page))))
-                    except ArmvmiError:
-                        continue
-            for base, buf in blocks:
-                for mo in _COMM_RX.finditer(buf):
-                    yield base + mo.start()
-            pos += step
+class _KernelVA:
+    """Adapts ``read_va`` to the layer interface :func:`scan` expects."""
+
+    def __init__(self, read_va):
+        self.read = read_va
+
+
+def _comm_hits(read_va: Callable[[int, int], bytes], ranges: list[tuple[int, int]]):
+    """VAs where a candidate comm string starts."""
+    for hit in scan(_KernelVA(read_va), b"swapper", ranges):
+        try:
+            tail = read_va(hit, len(COMMS[0]))
+        except ArmvmiError:
+            tail = b""
+        if any(tail.startswith(c) for c in COMMS):
+            yield hit
 
 
 def _u64(read_va, va: int) -> int:
@@ -134,3 +128,13 @@ def find_init_task(read_va: Callable[[int, int], bytes], kernel_ranges_va, offse
         detail = ", ".join(f"{k} ×{v}" for k, v in rejected.items()) or "no 'swapper' comm in the kernel image"
         raise SymbolError(f"init_task not found by structure ({detail})")
     raise SymbolError("init_task is ambiguous: " + ", ".join(f"{v:#x}" for v in valid) + " all look like it")
+
+
+def data_ranges_after_text(symbols, span: int = 32 << 20) -> list[tuple[int, int]]:
+    """Where to look for init_task when only kallsyms (text symbols) is known:
+    arm64 lays out .data right after the init sections, so a window starting
+    at the last text symbol (``_einittext``) covers it; ``find_init_task``
+    skips the unmapped tail past ``_end``."""
+    last = max(addr for addr, _t, _n in symbols)
+    start = last & ~0xFFF
+    return [(start, start + span)]

@@ -50,3 +50,15 @@ def test_init_task_missing_offset(guest_capture):
     read_va, offsets = _setup(guest_capture)
     with pytest.raises(SymbolError, match="task_struct.tasks"):
         find_init_task(read_va, [read_va.image], {"comm": offsets["comm"]})
+
+
+def test_init_task_from_kallsyms_alone(guest_capture):
+    """The no-System.map path: kallsyms gives the text, init_task is searched
+    in the window after it (the VA->PA mapping still comes from ground truth)."""
+    from armvmi_cli.symbols.init_task import data_ranges_after_text
+    from armvmi_cli.symbols.kallsyms import recover_kallsyms
+
+    read_va, offsets = _setup(guest_capture)
+    table = recover_kallsyms(read_va.mem)
+    expected = symbol(str(guest_capture.system_map), "init_task") + slide_of(guest_capture)
+    assert find_init_task(read_va, data_ranges_after_text(table), offsets) == expected
