@@ -18,10 +18,10 @@ import armvmi_cli
 from armvmi_cli.cli.app import main
 from armvmi_cli.linux.ps import ps
 
-from .conftest import HOSTS, get_host
+from .conftest import HOSTS, SLOW, get_host
 
-DEFAULT_HOSTS = ["elf3", "lime2"]
 ALL_HOSTS = list(HOSTS)
+DEFAULT_HOSTS = ALL_HOSTS if SLOW else ["elf3", "lime2"]
 
 
 @pytest.fixture
