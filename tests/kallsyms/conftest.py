@@ -55,21 +55,25 @@ def task_offsets(capture_name: str, isf: str | None) -> dict[str, int]:
 
 
 class GuestVA:
-    """read_va for a plain guest capture without the MMU: the kernel image
-    mapping (PA = VA - kimage_voffset) and the linear map (PA = VA -
-    PAGE_OFFSET + PHYS_OFFSET), constants taken from ground truth."""
+    """read_va for a capture without the MMU: the kernel image mapping (PA =
+    VA - kimage_voffset) and the linear map (PA = VA - PAGE_OFFSET +
+    PHYS_OFFSET), constants taken from ground truth."""
 
     def __init__(self, mem, capture):
         gt = capture.ground_truth
         smap = str(capture.system_map)
-        text_va = symbol(smap, "_text") + slide_of(capture)
-        # /proc/iomem "Kernel code" starts at _stext, which is _text + 64 KiB on arm64
+        slide = slide_of(capture)
+        self.mem = mem
+        self.image = (symbol(smap, "_text") + slide, symbol(smap, "_end") + slide)
+        if "host" in gt:  # the nested capture's host kernel
+            self.kimage_voffset = int(gt["host"]["kimage_voffset"], 16)
+            self.phys_offset = int(gt["host"]["facts"]["memstart_addr"], 16)
+            return
+        # /proc/iomem "Kernel code" starts at _stext; _text is 64 KiB before it on arm64
         stext_pa = int(gt["kernel_image_phys"]["iomem_kernel_code"][0]["start"], 16)
         text_pa = stext_pa - (symbol(smap, "_stext") - symbol(smap, "_text"))
-        self.kimage_voffset = (text_va - text_pa) & MASK64
+        self.kimage_voffset = (self.image[0] - text_pa) & MASK64
         self.phys_offset = int(gt["vmcoreinfo"]["NUMBER(PHYS_OFFSET)"], 16)
-        self.image = (text_va, symbol(smap, "_end") + slide_of(capture))
-        self.mem = mem
 
     def pa(self, va: int) -> int:
         if self.image[0] <= va < self.image[1]:

@@ -62,3 +62,13 @@ def test_init_task_from_kallsyms_alone(guest_capture):
     table = recover_kallsyms(read_va.mem)
     expected = symbol(str(guest_capture.system_map), "init_task") + slide_of(guest_capture)
     assert find_init_task(read_va, data_ranges_after_text(table), offsets) == expected
+
+
+def test_host_init_task_in_nested_capture(nested_capture):
+    """The KVM host's init_task, found in the 1 GiB host image (offsets from the
+    ground truth's BTF dump of the same kernel build)."""
+    gt = nested_capture.ground_truth["btf_offsets"]
+    offsets = {k: gt[f"task_struct.{k}"] for k in ("comm", "tasks", "pid", "tgid", "real_parent")}
+    read_va = GuestVA(open_image(str(nested_capture.image)), nested_capture)
+    expected = symbol(str(nested_capture.system_map), "init_task") + slide_of(nested_capture)
+    assert find_init_task(read_va, [read_va.image], offsets) == expected
