@@ -119,6 +119,7 @@ class Replay:
         smc = model.smc
         _Record, _Corrupt = Record, Corrupt
         seen = ok = 0
+        last_seq = None
         emit_ok = self.emit_ok
         try:
             boot = tuple(model.boot_anomalies())
@@ -133,7 +134,7 @@ class Replay:
                         break
                     seen += 1
                     ctx = smc(item)
-                    res.last_seq = item.seq
+                    last_seq = item[0]
                     if ctx.anomalies is None:
                         ok += 1
                         if emit_ok:
@@ -160,6 +161,7 @@ class Replay:
                     keep((item,))
                     yield Step(None, None, None, (item,))
         finally:
+            res.last_seq = last_seq
             res.records_seen = seen
             res.records_ok = ok
             self.reader.close()

@@ -266,7 +266,7 @@ class SmcLogReader:
         block = BLOCK_RECORDS * rs
         base = h.header_size  # file offset of the first byte in ``buf``
         expected = 0
-        last_ts = None
+        last_ts = -1
         buf = b""
         while True:
             data = self._read_exact(block - len(buf))
@@ -285,7 +285,6 @@ class SmcLogReader:
             for t in tuples:
                 seq = t[0]
                 if check_crc and crc32(mv[o + 24 : o + 96], crc32(_ZERO_CRC, crc32(mv[o : o + 20]))) != t[5]:
-                    self.records_seen += 1
                     self.records_corrupt += 1
                     an = Anomaly(expected, "crc", f"CRC mismatch in the record slot after seq {expected - 1}"
                                  f" (claims seq {seq}): skipped", "error", SCOPE_RECORD, base + o)
@@ -302,14 +301,14 @@ class SmcLogReader:
                         yield Anomaly(seq, "seq-backwards", f"seq went back from {expected - 1} to {seq}"
                                       " (duplicated or replayed record)", "warning", SCOPE_STREAM, base + o)
                 ts = t[1]
-                if last_ts is not None and ts < last_ts:
+                if ts < last_ts:
                     yield Anomaly(seq, "time-backwards", f"timestamp {ts} ns is before the previous record's {last_ts} ns",
                                   "warning", SCOPE_STREAM, base + o)
                 last_ts = ts
                 expected = seq + 1
-                self.records_seen += 1
                 o += rs
                 yield tnew(Record, t)
+            self.records_seen += n  # whole slots in this block, good or corrupt
             self.expected_seq = expected
             base += n * rs
             buf = bytes(mv[n * rs :]) if len(buf) > n * rs else b""

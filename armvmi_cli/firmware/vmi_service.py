@@ -126,19 +126,20 @@ class VmiService:
 
     def vmi_std_init_entry(self, x1: int, x2: int, x3: int, x4: int, handle: SmcContext) -> int:
         handle.route = "vmi_std_init_entry"
-        if self.registry.host is None:
+        reg = self.registry
+        if reg.host is None:
             self._no_host(handle, x1)
             return handle.ret
         rec = handle.record
-        reg = self.registry
-        if x1 == VM_RUN_CHANGE:
+        if x1 == VM_RUN_CHANGE:  # by far the most frequent event
             r = reg.vm_run_change(handle, x2, x3, x4, rec.x5, rec.x6, rec.x7)
         elif x1 == VM_CREATE:
             r = reg.vm_create(handle, x2, x3, x4, rec.x5, rec.x6, rec.x7)
         else:
             r = reg.vm_migration(handle, x2, x3, x4, rec.x5, rec.x6, rec.x7)
         handle.applied = r == SMC_OK
-        return handle.ret1(r)
+        handle.ret = r  # SMC_RET1
+        return r
 
     def vmi_get_information(self, request: int, x2: int, handle: SmcContext) -> int:
         """Core-library queries: answered from the registry, no state change."""
