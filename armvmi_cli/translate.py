@@ -97,6 +97,8 @@ def translate_address(vm, text: str, kind: str = "gva", pid: int | None = None) 
         out["chain"].append(("gva", _hx(va)))
         if tr.fault is not None:
             out["fault"] = str(tr.fault)
+            if pid is None and va >> 63 == 0:
+                out["fault"] += " (a user-space address: give --pid to walk that process's page tables)"
             return out
         gpa = tr.result
     else:
