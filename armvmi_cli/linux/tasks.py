@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import ArmvmiError
 from .list import ListWalk, list_for_each_entry
+from .object import Object
 
 PF_KTHREAD = 0x00200000
 
@@ -36,14 +37,49 @@ def task_state_char(state: int, exit_state: int) -> str:
     return TASK_STATE_CHARS[idx] if idx < len(TASK_STATE_CHARS) else "?"
 
 
+class Task(Object):
+    """A ``task_struct`` with the few derived values people ask for by name.
+
+    Every real field reads as in the kernel (``task.pid``, ``task.mm.pgd``,
+    ``task.cred.euid``); ``state`` is the letter /proc shows (the raw value is
+    ``task.member_("__state")``), ``uid`` the real uid, ``ppid`` the real
+    parent's tgid, ``is_kernel_thread`` the PF_KTHREAD flag.
+    """
+
+    __slots__ = ()
+
+    @property
+    def state(self) -> str:
+        return task_state_char(task_state(self), self.exit_state)
+
+    @property
+    def uid(self) -> int:
+        return _kuid(self.real_cred.uid)
+
+    @property
+    def ppid(self) -> int:
+        return self.real_parent.tgid
+
+    @property
+    def is_kernel_thread(self) -> bool:
+        return bool(self.flags & PF_KTHREAD)
+
+    def threads(self):
+        return for_each_thread(self._kernel, self)
+
+
+def as_task(obj) -> Task:
+    return obj if isinstance(obj, Task) else Task(obj._kernel, obj.type_, obj.address_)
+
+
 def init_task(kernel):
-    return kernel.variable("init_task", "task_struct")
+    return as_task(kernel.variable("init_task", "task_struct"))
 
 
 def for_each_task(kernel, walk: ListWalk | None = None):
     """Every thread-group leader, in task-list order (init_task excluded)."""
     head = init_task(kernel).address_ + kernel.offsetof("task_struct", "tasks")
-    return list_for_each_entry(kernel, "task_struct", head, "tasks", walk)
+    return (as_task(t) for t in list_for_each_entry(kernel, "task_struct", head, "tasks", walk))
 
 
 def for_each_thread(kernel, task, walk: ListWalk | None = None):
@@ -51,15 +87,16 @@ def for_each_thread(kernel, task, walk: ListWalk | None = None):
     if kernel.has_member("signal_struct", "thread_head") and kernel.has_member("task_struct", "thread_node"):
         sig = task.signal.deref()
         head = sig.address_ + sig.offsetof_("thread_head")
-        yield from list_for_each_entry(kernel, "task_struct", head, "thread_node", walk)
+        yield from (as_task(t) for t in list_for_each_entry(kernel, "task_struct", head, "thread_node", walk))
         return
     # Older kernels: a circular list through the leader's thread_group.
-    yield task
+    yield as_task(task)
     head = task.address_ + task.offsetof_("thread_group")
-    yield from list_for_each_entry(kernel, "task_struct", head, "thread_group", walk)
+    yield from (as_task(t) for t in list_for_each_entry(kernel, "task_struct", head, "thread_group", walk))
 
 
 def task_state(task) -> int:
+    """The raw state word (``__state`` since 5.14, ``state`` before)."""
     return task.member_("__state") if task.has_member_("__state") else task.member_("state")
 
 
