@@ -36,6 +36,7 @@ from typing import Iterator
 
 from ..errors import ArmvmiError, SymbolError
 from ..memory.scan import layer_ranges
+from .system_map import Symbol
 
 SCAN_CHUNK = 16 << 20
 
@@ -96,37 +97,61 @@ class KallsymsTable:
         self.table_pa = layout.start
         self.num_syms = len(symbols)
         self._addrs = [s[0] for s in symbols]
-        self._by_name: dict[str, int] = {}
-        for addr, _t, name in symbols:
-            self._by_name.setdefault(name, addr)
+        self._first_index: dict[str, int] = {}
+        for i, (_a, _t, name) in enumerate(symbols):
+            self._first_index.setdefault(name, i)  # duplicates (static symbols): first wins
+        self._by_name = {name: symbols[i][0] for name, i in self._first_index.items()}
 
     def __len__(self) -> int:
         return len(self.symbols)
 
-    def __iter__(self) -> Iterator[tuple[int, str, str]]:
-        return iter(self.symbols)
+    def __iter__(self) -> Iterator[Symbol]:
+        return (Symbol(*s) for s in self.symbols)
 
     def __contains__(self, name: str) -> bool:
         return name in self._by_name
 
+    def __getitem__(self, name: str) -> int:
+        addr = self._by_name.get(name)
+        if addr is None:
+            raise SymbolError(f"symbol {name!r} is not in the kernel's kallsyms (text symbols only without KALLSYMS_ALL)")
+        return addr
+
     def address(self, name: str) -> int | None:
         return self._by_name.get(name)
 
+    def symbol(self, name: str) -> Symbol | None:
+        i = self._first_index.get(name)
+        return None if i is None else Symbol(*self.symbols[i])
+
     def lookup(self, addr: int) -> tuple[str, int] | None:
-        """Nearest symbol at or below ``addr`` and the offset into it; None
-        outside [first symbol, last symbol] (kallsyms covers text only)."""
+        """(name, offset) of the first symbol at the nearest address at or below
+        ``addr`` (runtime VA); None below the first symbol or more than a page
+        past the last: kallsyms covers the text only, so anything beyond is
+        not inside the last function."""
         i = bisect.bisect_right(self._addrs, addr) - 1
         if i < 0 or addr > self._addrs[-1] + 0x1000:
             return None
+        i = bisect.bisect_left(self._addrs, self._addrs[i])
         a, _t, name = self.symbols[i]
         return name, addr - a
 
     def grep(self, pattern: str) -> list[tuple[int, str, str]]:
+        """Every (address, type, name) whose name matches the regex ``pattern``."""
         try:
             rx = re.compile(pattern)
-        except re.error:
-            return [s for s in self.symbols if pattern in s[2]]
+        except re.error as e:
+            raise SymbolError(f"bad symbol pattern {pattern!r}: {e}") from None
         return [s for s in self.symbols if rx.search(s[2])]
+
+    def to_system_map(self, slide: int = 0):
+        """A :class:`SystemMap` of link-time addresses (runtime - ``slide``), for
+        code that applies the KASLR slide itself."""
+        from .system_map import SystemMap
+
+        m = SystemMap(((a - slide) & 0xFFFFFFFFFFFFFFFF, t, n) for a, t, n in self.symbols)
+        m.source = "kallsyms"
+        return m
 
     def __repr__(self) -> str:
         return f"<KallsymsTable {self.num_syms} symbols at PA {self.table_pa:#x}, base {self.relative_base or 0:#x}>"

@@ -52,8 +52,8 @@ def test_random_symbol_sets(count, seed, at):
     assert table.symbols == syms
     a, t, name = syms[len(syms) // 2]
     assert table.address(name) == a
-    last_at_a = [x[2] for x in syms if x[0] == a][-1]
-    assert table.lookup(a + 1) == (last_at_a, 1)  # the next address is at least a + 4
+    first_at_a = [x[2] for x in syms if x[0] == a][0]
+    assert table.lookup(a + 1) == (first_at_a, 1)  # the next address is at least a + 4
 
 
 def test_long_names_use_two_byte_lengths():
@@ -133,3 +133,21 @@ def test_marker_off_by_one_is_refused():
     (m3,) = struct.unpack_from("<I", blob.data, o)
     with pytest.raises(SymbolError):
         recover_kallsyms(image_with(_corrupt(blob, "kallsyms_markers", 4 * 3, struct.pack("<I", m3 + 1)), AT))
+
+
+def test_system_map_compatible_api():
+    syms = [(0xFFFF800008010000, "T", "_stext"), (0xFFFF800008010000, "t", "alias0"), (0xFFFF800008010040, "t", "f1")]
+    syms += make_symbols(900, seed=2, base=0xFFFF800008010100)
+    table = recover_kallsyms(image_with(build(syms).data, AT))
+    assert table.lookup(0xFFFF800008010008) == ("_stext", 8)  # first symbol at that address, like SystemMap
+    assert table.lookup(0xFFFF800008000000) is None
+    assert table.lookup(syms[-1][0] + 0x100000) is None  # far past the text
+    assert table["f1"] == 0xFFFF800008010040 and "f1" in table
+    with pytest.raises(SymbolError, match="not in the kernel's kallsyms"):
+        table["init_task"]
+    with pytest.raises(SymbolError, match="bad symbol pattern"):
+        table.grep("(")
+    assert [tuple(s) for s in table][:3] == syms[:3]
+    assert table.symbol("alias0").type == "t"
+    sm = table.to_system_map(slide=0x10000)
+    assert sm.address("f1") == 0xFFFF800008000040 and len(sm) == len(table)
