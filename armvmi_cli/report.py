@@ -19,6 +19,20 @@ def _geometry(layer) -> dict | None:
     return None
 
 
+def _vcpu_note(k, idx, vc) -> dict:
+    """A vCPU's recorded registers, and what its TTBR1 points at: with KPTI a
+    guest caught in user space has TTBR1 on the trampoline tables, which map
+    almost nothing (armvmi walks swapper_pg_dir instead)."""
+    base = vc.ttbr1 & 0x0000_FFFF_FFFF_FFFE
+    what = "unknown tables"
+    if base == k.info.swapper_pg_dir_pa:
+        what = "swapper_pg_dir"
+    elif k.has_symbol("tramp_pg_dir") and k.info.kimage_voffset is not None:
+        if base == (k.symbol("tramp_pg_dir") - k.info.kimage_voffset) & 0xFFFF_FFFF_FFFF_FFFF:
+            what = "tramp_pg_dir (KPTI trampoline: the vCPU was in user space)"
+    return {"vcpu": idx, "ttbr0": _hx(vc.ttbr0), "ttbr1": _hx(vc.ttbr1), "tcr": _hx(vc.tcr), "ttbr1_points_at": what}
+
+
 def session_info(s, vm_id=None) -> dict:
     mem = s.memory
     out = {
@@ -70,7 +84,11 @@ def session_info(s, vm_id=None) -> dict:
             if i.notes:
                 d["notes"] = list(i.notes)
             d["stage1"] = _geometry(k.vmem) or {}
+            if vm.record is not None:
+                d["vcpus"] = [_vcpu_note(k, idx, vc) for idx, vc in sorted(vm.record.vcpus.items())]
         except ArmvmiError as e:
             d["kernel_error"] = str(e)
         out["vms"].append(d)
+    if vm_id is None:
+        out["unused_system_maps"] = s.unused_system_maps()
     return out

@@ -89,6 +89,7 @@ class Session:
         self.symopts = symbols or SymbolOptions()
         self._vms: list[VM] | None = None
         self._maps_cache: dict = {}
+        self._maps_used: set = set()
         self.warnings: list[str] = []
 
     # -- opening --------------------------------------------------------------
@@ -270,6 +271,7 @@ class Session:
             ok, why = _map_fits(sm, vi)
             if ok:
                 info.symbols_source = f"System.map {path}"
+                self._maps_used.add(path)
                 return sm
             tried.append(f"{path} ({why})")
         if self.symopts.system_maps:
@@ -299,6 +301,10 @@ class Session:
         info.symbols_source = f"kallsyms recovered from memory ({len(ks)} symbols)"
         info.notes.append("kallsyms holds functions only on kernels without CONFIG_KALLSYMS_ALL; data symbols come from VMCOREINFO and structure scans")
         return _KallsymsWithVmcoreinfo(ks, vi, kernel)
+
+    def unused_system_maps(self) -> list[str]:
+        """--system-map files that fit none of the kernels opened so far."""
+        return [p for p in self.symopts.system_maps if p not in self._maps_used]
 
     def _load_map(self, path):
         from .symbols.system_map import SystemMap

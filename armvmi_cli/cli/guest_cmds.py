@@ -72,6 +72,7 @@ def ps(
             t.task_struct_hpa = _hpa(v, t.task_struct)
         results.append((v, k, res))
     s.save_recorded_pages()
+    unused = s.unused_system_maps() if vm is None else []
     code = ExitCode.OK
     if any(r.hidden or r.unlisted_in_idr for _, _, r in results):
         code = ExitCode.FINDINGS
@@ -94,6 +95,7 @@ def ps(
                     }
                     for v, k, r in results
                 ],
+                "unused_system_maps": unused,
             }
         )
         raise typer.Exit(int(code))
@@ -131,6 +133,8 @@ def ps(
             render.warn(f"{v.label}: pid {t.pid} ({t.comm}) is in the PID IDR but not in the task list: hidden process?")
         for t in r.unlisted_in_idr:
             render.warn(f"{v.label}: pid {t.pid} ({t.comm}) is in the task list but not in the PID IDR")
+    for p in unused:
+        render.warn(f"--system-map {p} fits none of the kernels in this image")
     raise typer.Exit(int(code))
 
 

@@ -54,3 +54,18 @@ def test_unmapped_gva_is_a_clean_fault(nested_capture, tmp_path, monkeypatch, ca
     out = json.loads(capsys.readouterr().out)
     assert rc == 4
     assert out["fault"] and "level" in out["fault"]
+
+
+def test_maps_are_matched_per_kernel_and_kpti_is_named(nested_capture, kaslr_capture, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    # the cloud kernel's map first: it must be skipped for this guest, and reported as fitting nothing
+    rc = main(["info", str(nested_capture.image), "--events", str(nested_capture.smclog),
+               "-m", str(kaslr_capture.system_map), "-m", str(nested_capture.system_map), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    (vm,) = out["vms"]
+    assert vm["kernel"]["symbols"].endswith(str(nested_capture.system_map))
+    assert out["unused_system_maps"] == [str(kaslr_capture.system_map)]
+    gt_vcpu = nested_capture.ground_truth["vms"][0]["vcpus"][0]
+    assert vm["vcpus"][0]["ttbr1"] == gt_vcpu["TTBR1_EL1"]
+    assert vm["vcpus"][0]["ttbr1_points_at"].startswith(gt_vcpu["TTBR1_EL1_is"])
