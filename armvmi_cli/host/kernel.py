@@ -27,9 +27,7 @@ class HostKernel:
     memstart_source: str
     page_offset: int
     rejected: list = field(default_factory=list)  # other kernels' VMCOREINFO seen in host RAM (guests)
-    log_mismatches: list[tuple[str, int, int]] = field(default_factory=list)  # (what, log, memory)
     notes: list[str] = field(default_factory=list)
-    log_host: object = None  # the event log's DRIVER_INIT record, when there is a log
 
     @property
     def slide(self) -> int:
@@ -53,13 +51,28 @@ class HostKernel:
         """arm64 ``__lm_to_phys``: no page-table walk."""
         return ((va & ~self.page_offset) + self.memstart_addr) & 0xFFFF_FFFF_FFFF_FFFF
 
+    def log_mismatches(self, host_record) -> list[tuple[str, int, int]]:
+        """(what, log, memory) for each DRIVER_INIT fact memory contradicts."""
+        out = []
+        for what, logged, actual in (
+            ("kimage_voffset", host_record.kimage_voffset, self.kimage_voffset),
+            ("memstart_addr", host_record.phys_offset, self.memstart_addr),
+            ("PAGE_OFFSET", host_record.page_offset, self.page_offset),
+            ("TTBR1_EL1 base", host_record.ttbr1 & TTBR_BADDR, self.swapper_pa),
+        ):
+            if logged != actual:
+                out.append((what, logged, actual))
+        return out
+
     def va_to_pa(self, va: int) -> int:
         """Any kernel VA (linear map, vmalloc, image) through the host's own tables."""
         return self.kernel.vmem.translate(va)
 
 
 def host_kernel(session, host_system_map=None) -> HostKernel:
-    """Locate (once per session) the host kernel; see the module docstring."""
+    """Locate (once per session) the host kernel; see the module docstring.
+    The result depends on memory only (never on the log), so sessions over the
+    same image may share it (see :func:`armvmi_cli.host.verify.with_events`)."""
     cached = getattr(session, "_armvmi_host", None)
     if cached is not None:
         if isinstance(cached, ArmvmiError):
@@ -118,15 +131,6 @@ def _locate(session, host_system_map) -> HostKernel:
     hk = HostKernel(kernel, cand, memstart, src, page_offset, [c for c in cands if c is not cand])
     if len(good) > 1:
         hk.notes.append(f"{len(good) - 1} other kernel(s) also pass the page-table self-check in host memory")
-    hk.log_host = host
-    if host is not None:
-        for what, logged, actual in (
-            ("kimage_voffset", host.kimage_voffset, hk.kimage_voffset),
-            ("memstart_addr", host.phys_offset, memstart),
-            ("TTBR1_EL1 base", host.ttbr1 & TTBR_BADDR, cand.swapper_pa),
-        ):
-            if logged != actual:
-                hk.log_mismatches.append((what, logged, actual))
     return hk
 
 

@@ -188,7 +188,7 @@ def vm_list(hk) -> KvmScan:
         problems.append(f"vm_list unreadable: {e}")
         head_ok = False
     problems[:0] = [f"vm_list: {p}" for p in walk.problems]
-    vhe, src = _vhe(hk, vms)
+    vhe, src = infer_vhe(hk, vms)
     for vm in vms:
         if vhe:
             for v in vm.vcpus:
@@ -219,14 +219,6 @@ def infer_vhe(hk, vms) -> tuple[bool | None, str]:
             return True, "struct kvm is in vmalloc space (vzalloc: VHE)"
         return None, "struct kvm allocations are in both the linear map and vmalloc space"
     return None, "unknown (no VM to infer it from)"
-
-
-def _vhe(hk, vms) -> tuple[bool | None, str]:
-    """Memory first; the log's DRIVER_INIT only when memory cannot tell."""
-    vhe, src = infer_vhe(hk, vms)
-    if vhe is None and hk.log_host is not None:
-        return hk.log_host.vhe, "DRIVER_INIT x7 bit 0 in the event log (memory cannot tell)"
-    return vhe, src
 
 
 def _u(v) -> int:

@@ -78,6 +78,22 @@ class VerifyReport:
                 "partial": self.partial}
 
 
+def with_events(session, events):
+    """A session over the same image with another event log (a path, bytes or
+    an already replayed result): the host kernel and the guest kernels found
+    in memory are shared, so checking several candidate logs against one
+    image locates each kernel once."""
+    from ..firmware.replay import ReplayResult, replay
+    from ..session import Session
+
+    result = events if isinstance(events, ReplayResult) else replay(events)
+    other = Session(session.image_path, session.memory, result, "another event log", session.symopts)
+    for attr in ("_armvmi_host", "host_system_map"):
+        if hasattr(session, attr):
+            setattr(other, attr, getattr(session, attr))
+    return other
+
+
 def verify(session, host_system_map=None, guests: bool = True) -> list[Finding]:
     return verify_report(session, host_system_map, guests).findings
 
@@ -135,15 +151,16 @@ def _host_record(rep, hk, scan, reg) -> None:
     if host is None:
         rep.skipped.append("the log has no DRIVER_INIT: host facts not compared")
         return
-    for what, logged, actual in hk.log_mismatches:
+    mismatches = hk.log_mismatches(host)
+    for what, logged, actual in mismatches:
         rep.add("error", "host-mismatch", "host", f"DRIVER_INIT says host {what} is {logged:#x}, memory says {actual:#x}"
                 " (a log from another boot, or forged)", field=what, log=logged, memory=actual)
     vhe, why = infer_vhe(hk, scan.vms)
     if vhe is not None and vhe != host.vhe:
         rep.add("error", "host-mismatch", "host", f"DRIVER_INIT says {'VHE' if host.vhe else 'nVHE'}, memory says "
                 f"{'VHE' if vhe else 'nVHE'} ({why})", field="vhe", log=host.vhe, memory=vhe)
-    if not hk.log_mismatches:
-        rep.checked.append("DRIVER_INIT kimage_voffset, memstart_addr, TTBR1 base match the host kernel")
+    if not mismatches:
+        rep.checked.append("DRIVER_INIT kimage_voffset, memstart_addr, PAGE_OFFSET, TTBR1 base match the host kernel")
 
 
 def _compare(rep, hk, rec, m, how, vhe) -> None:

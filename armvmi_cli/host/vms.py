@@ -60,9 +60,6 @@ def memory_vms(session, host_system_map=None) -> list:
     """One session VM per ``struct kvm`` in memory, its stage 2 from KVM's own
     fields (not the log's): the guest-side checks run on what memory says.
     ``vm_id`` is the log's id when the VM is paired with a log record."""
-    cached = getattr(session, "_armvmi_memory_vms", None)
-    if cached is not None:
-        return cached
     from ..session import VM
     from .kernel import host_kernel
     from .kvm import vm_list
@@ -70,6 +67,7 @@ def memory_vms(session, host_system_map=None) -> list:
     hk = host_kernel(session, host_system_map)
     scan = vm_list(hk)
     pairing = pair(session.registry, scan.vms)
+    kernels = hk.__dict__.setdefault("_guest_kernels", {})  # struct kvm VA -> guest Kernel (log-independent)
     out = []
     for m in scan.vms:
         rec = pairing.log_record_for(m)
@@ -79,8 +77,13 @@ def memory_vms(session, host_system_map=None) -> list:
         vm = VM(session, vm_id, label, m.stage2, stage2=m.stage2, record=rec,
                 ram=(slot.base_gpa, slot.size) if slot else None)
         vm.kvm = m
+        vm._kernel = kernels.get(m.address)
+        if vm._kernel is None:
+            try:
+                kernels[m.address] = vm.kernel
+            except ArmvmiError:
+                pass  # raised again, with its reason, when the caller asks for vm.kernel
         out.append(vm)
-    session._armvmi_memory_vms = out
     return out
 
 
@@ -92,6 +95,9 @@ def host_vm_rows(session, host_system_map=None) -> list[dict]:
     hk = host_kernel(session, host_system_map)
     scan = vm_list(hk)
     pairing = pair(session.registry, scan.vms)
+    vhe, vhe_source = scan.vhe, scan.vhe_source
+    if vhe is None and session.host is not None:
+        vhe, vhe_source = session.host.vhe, "DRIVER_INIT x7 bit 0 in the event log (memory cannot tell)"
     rows = []
     for m in scan.vms:
         rec = pairing.log_record_for(m)
@@ -117,8 +123,8 @@ def host_vm_rows(session, host_system_map=None) -> list[dict]:
             "vmm_comm": m.vmm_comm,
             "vcpus": [{"idx": v.idx, "struct_kvm_vcpu": v.address, "tid": v.tid, "cpu": v.cpu, **v.regs}
                       for v in m.vcpus],
-            "vhe": scan.vhe,
-            "vhe_source": scan.vhe_source,
+            "vhe": vhe,
+            "vhe_source": vhe_source,
             "problems": m.problems,
         })
     return rows
