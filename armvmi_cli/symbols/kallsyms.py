@@ -174,9 +174,6 @@ class _Window:
     def u32(self, pa: int) -> int:
         return struct.unpack_from("<I", self.buf, pa - self.lo)[0]
 
-    def u64(self, pa: int) -> int:
-        return struct.unpack_from("<Q", self.buf, pa - self.lo)[0]
-
     def bytes(self, pa: int, n: int) -> bytes:
         o = pa - self.lo
         return self.buf[o : o + n]
