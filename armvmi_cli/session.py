@@ -183,7 +183,10 @@ class Session:
         if vm.stage2 is not None:
             ranges = _guest_ranges(vm)
         hints = self._facts_get(f"vmcoreinfo:{vm.label}") or []
-        cand = locate_kernel(vm.gphys, ranges, note, what=vm.label, hints=hints)
+        try:
+            cand = locate_kernel(vm.gphys, ranges, note, what=vm.label, hints=hints)
+        except SymbolError as no_vmcoreinfo:
+            cand = self._locate_by_banner(vm, ranges, no_vmcoreinfo)
         vi = cand.vmcoreinfo
         if vi.address is not None and vi.address not in hints:
             self._facts_put(f"vmcoreinfo:{vm.label}", [vi.address])
@@ -191,7 +194,8 @@ class Session:
             release=vi.release,
             build_id=vi.build_id,
             slide=cand.slide,
-            slide_source=f"KERNELOFFSET from {vi.source}, confirmed by page-table walk",
+            slide_source=(f"{vi.source}, confirmed by page-table walk" if vi.address is None and "VMCOREINFO" not in vi.source.split(" ")[0]
+                          else f"KERNELOFFSET from {vi.source}, confirmed by page-table walk"),
             kimage_voffset=vi.kimage_voffset,
             phys_offset=vi.phys_offset,
             page_size=vi.page_size or 4096,
@@ -260,6 +264,30 @@ class Session:
             os.replace(tmp, p)
         except OSError:
             pass  # a cache that cannot be written is no error
+
+    def _locate_by_banner(self, vm, ranges, why):
+        """No usable VMCOREINFO: try each System.map (given, else profiles)
+        against the banners in memory, confirmed by a page-table walk."""
+        from .symbols.kaslr import locate_by_banner
+
+        maps = [(p, self._load_map(p)) for p in self.symopts.system_maps]
+        if not maps:
+            try:
+                from .symbols import profiles
+
+                profs = [profiles.load_profile(self.symopts.profile)] if self.symopts.profile else profiles.find_profiles()
+                maps = [(f"profile {p.name}", p.system_map) for p in profs]
+            except (ImportError, SymbolError):
+                maps = []
+        if not maps:
+            raise SymbolError(f"{why}; without VMCOREINFO armvmi needs the kernel's System.map (--system-map) to find it")
+        errors = []
+        for name, sm in maps:
+            try:
+                return locate_by_banner(vm.gphys, sm, ranges, what=vm.label)
+            except SymbolError as e:
+                errors.append(f"{name}: {e}")
+        raise SymbolError(f"{why}; and by banner: {'; '.join(errors)}")
 
     def _pick_symbols(self, kernel, vi, uts):
         from .symbols.system_map import SystemMap

@@ -126,3 +126,88 @@ def locate_kernel(layer, ranges=None, note: dict | None = None, what: str = "mem
         # VMCOREINFO note came with the image, else the first; say so.
         good[0].reason += f" (note: {len(good) - 1} other kernel(s) also pass in this memory)"
     return good[0]
+
+
+# ---------------------------------------------------------------------------
+# Without VMCOREINFO: banner + System.map + a walk of the candidate tables.
+# ---------------------------------------------------------------------------
+
+BANNER = b"Linux version "
+# (page size, VA bits) arm64 kernels are built with, most common first.
+_GEOMETRIES = ((4096, 48), (4096, 39), (16384, 47), (65536, 48), (65536, 42), (16384, 36), (65536, 52), (4096, 52))
+
+
+def locate_by_banner(layer, sm, ranges=None, what: str = "memory") -> KernelCandidate:
+    """Find a kernel that keeps no VMCOREINFO, given its System.map.
+
+    The kernel image is physically contiguous, so each ``Linux version`` banner
+    in memory gives a candidate physical ``_text`` (banner - (linux_banner -
+    _text)) and ``swapper_pg_dir``.  A candidate is confirmed by walking those
+    tables: some kernel VA must map ``_text``'s physical page, and that VA fixes
+    the slide; the slid ``linux_banner`` and ``swapper_pg_dir`` must then
+    translate back to where they were found.
+    """
+    from ..memory.scan import read_cstring, scan
+    from ..mmu import Stage1
+
+    text, banner_sym, swapper = sm.address("_text"), sm.address("linux_banner"), sm.address("swapper_pg_dir")
+    if None in (text, banner_sym, swapper):
+        raise SymbolError("System.map lacks _text, linux_banner or swapper_pg_dir: cannot locate the kernel without VMCOREINFO")
+    mask = 0xFFFF_FFFF_FFFF_FFFF
+    reasons = []
+    for banner_pa in scan(layer, BANNER, ranges):
+        text_pa = banner_pa - (banner_sym - text)
+        swapper_pa = text_pa + (swapper - text)
+        if text_pa < 0 or not layer.is_mapped(swapper_pa):
+            continue
+        for page_size, va_bits in _GEOMETRIES:
+            try:
+                s1 = Stage1.for_kernel(layer, swapper_pa, va_bits, page_size, name="kernel stage1")
+                # Anchor on the banner itself: [_text, _stext) may be unmapped.
+                va = _va_of(s1, banner_pa, banner_sym, va_bits)
+            except ArmvmiError:
+                continue
+            if va is None:
+                continue
+            slide = (va - banner_sym) & mask
+            try:
+                ok = s1.translate((banner_sym + slide) & mask) == banner_pa and s1.translate((swapper + slide) & mask) == swapper_pa
+            except ArmvmiError:
+                ok = False
+            if not ok:
+                reasons.append(f"banner at {banner_pa:#x}: tables do not map it back")
+                continue
+            kv = (va - banner_pa) & mask
+            release = read_cstring(layer, banner_pa, 256)[len(BANNER):].split(b" ", 1)[0].decode("latin-1")
+            raw = {
+                "OSRELEASE": release,
+                "PAGESIZE": str(page_size),
+                "NUMBER(VA_BITS)": str(va_bits),
+                "KERNELOFFSET": f"{slide:x}",
+                "NUMBER(kimage_voffset)": f"{kv:#x}",
+                "SYMBOL(swapper_pg_dir)": f"{(swapper + slide) & mask:x}",
+            }
+            for name in ("_stext", "init_uts_ns"):
+                a = sm.address(name)
+                if a is not None:
+                    raw[f"SYMBOL({name})"] = f"{(a + slide) & mask:x}"
+            info = VmcoreInfo(raw, address=None, source=f"banner at {banner_pa:#x} and System.map (no VMCOREINFO in memory)")
+            cand = KernelCandidate(info, swapper_pa, s1, True, f"walk of swapper_pg_dir at {swapper_pa:#x} maps _text and linux_banner")
+            return cand
+    raise SymbolError(
+        f"no kernel found in {what}: no VMCOREINFO, and no 'Linux version' banner whose page tables confirm this System.map"
+        + (f" ({'; '.join(reasons[:3])})" if reasons else "")
+    )
+
+
+def _va_of(s1, pa: int, unslid: int, va_bits: int) -> int | None:
+    """The kernel VA mapping physical ``pa`` at the same offset within its
+    page as ``unslid`` (KASLR moves the image by whole pages)."""
+    lo = (1 << 64) - (1 << va_bits)
+    for m in s1.mappings(lo, (1 << 64) - 1):
+        if m.out <= pa < m.out + m.size:
+            va = m.va + (pa - m.out)
+            # The image mapping, not the linear map: the slide keeps the offset within 64K.
+            if (va - unslid) % 4096 == 0 and va >= unslid:
+                return va
+    return None
