@@ -187,7 +187,17 @@ Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
 BLOCK_RECORDS = 8192  # ~768 KiB a read: few syscalls, bounded memory
 
 
-class SmcLogReader:
+class _Closing:
+    """Context manager over ``close()``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SmcLogReader(_Closing):
     """Stream a log: yields :class:`Record`, :class:`Corrupt` and stream :class:`Anomaly` items.
 
     Memory is one block whatever the file size. Counters after iteration:
@@ -247,12 +257,6 @@ class SmcLogReader:
     def close(self) -> None:
         if self._own:
             self._fh.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __iter__(self) -> Iterator[Union[Record, Corrupt, Anomaly]]:
         yield from self.header_anomalies
@@ -331,7 +335,7 @@ def read_log(source: Source) -> tuple[LogHeader, list]:
         return r.header, list(r)
 
 
-class SmcLogWriter:
+class SmcLogWriter(_Closing):
     """Writes the spec's bytes; the header's record_count is patched on close when the file is seekable."""
 
     def __init__(self, dest: Union[str, os.PathLike, IO[bytes]], header: LogHeader | None = None,
@@ -362,12 +366,6 @@ class SmcLogWriter:
                 pass
         if self._own:
             self._fh.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def write_log(dest, records: Iterable[Record], header: LogHeader | None = None, record_count: int | None = None,

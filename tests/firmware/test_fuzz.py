@@ -11,7 +11,7 @@ from armvmi_cli.firmware.builder import LogBuilder
 from armvmi_cli.firmware.replay import Replay, replay
 from armvmi_cli.firmware.smclog import Corrupt, LogHeader, Record, SmcLogReader, build_log, make_record
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 FIDS = [0xF0000001, 0x70000001, 0xF0000002, 0x84000000, 0xF0010001, 0xF0200001, 0xB0000001, 0xC2000000, 0x04000000]
 u64 = st.integers(0, (1 << 64) - 1)
@@ -125,3 +125,22 @@ def test_large_log_streams_in_constant_memory():
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < peaks[0] * 1.2, peaks
+
+
+@FUZZ
+@given(st.integers(0, 3), st.integers(0, 200), st.integers(0, 300), st.integers(0, 0xFFFF), st.binary(min_size=40, max_size=40),
+       st.binary(max_size=1500))
+def test_random_headers_behind_the_magic(version, hsize, rsize, flags, rest, body):
+    import struct
+
+    data = b"ARMVMIEV" + struct.pack("<HHHH", version, hsize, rsize, flags) + rest + body
+    try:
+        r = Replay(data)
+    except LogFormatError as e:
+        assert str(e)
+        return
+    assert version == 1 and hsize >= 64 and rsize >= 96
+    for _ in r:
+        pass
+    whole = max(0, len(data) - hsize) // rsize
+    _check_invariants(r.result, whole)
