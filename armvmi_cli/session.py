@@ -194,8 +194,7 @@ class Session:
             release=vi.release,
             build_id=vi.build_id,
             slide=cand.slide,
-            slide_source=(f"{vi.source}, confirmed by page-table walk" if vi.address is None and "VMCOREINFO" not in vi.source.split(" ")[0]
-                          else f"KERNELOFFSET from {vi.source}, confirmed by page-table walk"),
+            slide_source=("" if vi.derived else "KERNELOFFSET from ") + f"{vi.source}, confirmed by page-table walk",
             kimage_voffset=vi.kimage_voffset,
             phys_offset=vi.phys_offset,
             page_size=vi.page_size or 4096,

@@ -191,7 +191,7 @@ def locate_by_banner(layer, sm, ranges=None, what: str = "memory") -> KernelCand
                 a = sm.address(name)
                 if a is not None:
                     raw[f"SYMBOL({name})"] = f"{(a + slide) & mask:x}"
-            info = VmcoreInfo(raw, address=None, source=f"banner at {banner_pa:#x} and System.map (no VMCOREINFO in memory)")
+            info = VmcoreInfo(raw, address=None, source=f"banner at {banner_pa:#x} and System.map (no VMCOREINFO in memory)", derived=True)
             cand = KernelCandidate(info, swapper_pa, s1, True, f"walk of swapper_pg_dir at {swapper_pa:#x} maps _text and linux_banner")
             return cand
     raise SymbolError(

@@ -34,6 +34,7 @@ class VmcoreInfo:
     raw: dict[str, str]
     address: int | None = None  # where the text was found (in the scanned layer)
     source: str = "note"
+    derived: bool = False  # built by armvmi (banner + System.map), not the kernel's own text
 
     def _hex(self, key: str) -> int | None:
         v = self.raw.get(key)
