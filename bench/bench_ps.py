@@ -37,32 +37,54 @@ def armvmi_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "armvmi_cli"]
 
 
-def run_once(argv: list[str], cache: Path) -> tuple[float, int, int]:
-    """Seconds from spawn to the last output line (and exit), exit code, lines printed."""
-    env = dict(os.environ, ARMVMI_CACHE=str(cache), COLUMNS="200")
+PYC = Path(tempfile.gettempdir()) / "armvmi-bench-pyc"
+
+
+def child_env(cache: Path) -> dict:
+    """An installed armvmi has its bytecode compiled at install time; this checkout may run with
+    PYTHONDONTWRITEBYTECODE, so give the children a bytecode cache outside the tree."""
+    env = dict(os.environ, ARMVMI_CACHE=str(cache), COLUMNS="200", PYTHONPYCACHEPREFIX=str(PYC))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def precompile() -> None:
+    env = child_env(Path(tempfile.gettempdir()))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "armvmi_cli")], env=env, check=False,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-c", "import typer, rich.table, rich.console, elftools.elf.elffile, construct"],
+                   env=env, check=False)
+
+
+def run_once(argv: list[str], cache: Path) -> tuple[float, float, int, int]:
+    """Seconds from spawn to the last output line (and exit), CPU seconds (user+sys), exit code, lines.
+
+    CPU time is shown too: on a shared 2-core box wall time includes waiting for the CPU."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(cache))
     lines = 0
     last = t0
     for _ in p.stdout:
         lines += 1
         last = time.perf_counter()
-    p.wait()
     err = p.stderr.read().decode(errors="replace")
+    _pid, status, usage = os.wait4(p.pid, 0)
     end = time.perf_counter()
-    if p.returncode not in (0, 1):
-        raise SystemExit(f"bench_ps: {' '.join(argv)} exited {p.returncode}: {err.strip()}")
-    return max(last, end) - t0, p.returncode, lines
+    p.returncode = rc = os.waitstatus_to_exitcode(status)
+    if rc not in (0, 1):
+        raise SystemExit(f"bench_ps: {' '.join(argv)} exited {rc}: {err.strip()}")
+    return max(last, end) - t0, usage.ru_utime + usage.ru_stime, rc, lines
 
 
 def bench(label: str, argv: list[str], repeat: int) -> dict:
     cache = Path(tempfile.mkdtemp(prefix="armvmi-bench-cache-"))
     try:
-        first, rc, lines = run_once(argv, cache)
-        rep = [run_once(argv, cache)[0] for _ in range(repeat)]
+        first, first_cpu, rc, lines = run_once(argv, cache)
+        rep = [run_once(argv, cache)[:2] for _ in range(repeat)]
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    return {"case": label, "first": first, "repeated_median": statistics.median(rep), "repeated_best": min(rep),
+    return {"case": label, "first": first, "first_cpu": first_cpu, "repeated_median": statistics.median(w for w, _ in rep),
+            "repeated_best": min(w for w, _ in rep), "repeated_cpu": statistics.median(c for _, c in rep),
             "lines": lines, "rc": rc}
 
 
@@ -80,6 +102,7 @@ def main(argv=None) -> int:
     nokaslr = caps["deb61-generic-nokaslr"]
     maps = [a for c in sorted(caps) for a in ("--system-map", str(caps[c].system_map))]
     cmd = armvmi_cmd()
+    precompile()
     results = []
     guest = [*cmd, "ps", str(nokaslr.image), "--system-map", str(nokaslr.system_map)]
     results.append(bench("guest (256 MiB ELF, 1 VM)", guest, a.repeat))
@@ -103,9 +126,11 @@ def main(argv=None) -> int:
             shutil.rmtree(host_dir, ignore_errors=True)
 
     print(f"armvmi ps wall time ({' '.join(cmd)}), {a.repeat} repeated runs; host composed in {compose_s:.1f} s")
-    print(f"{'case':34} {'first':>8} {'repeat med':>11} {'best':>8} {'lines':>6}")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; seconds, wall (cpu = user+sys)")
+    print(f"{'case':32} {'first':>7} {'(cpu)':>7} {'repeat med':>11} {'(cpu)':>7} {'best':>7} {'lines':>6}")
     for r in results:
-        print(f"{r['case']:34} {r['first']:8.3f} {r['repeated_median']:11.3f} {r['repeated_best']:8.3f} {r['lines']:6d}")
+        print(f"{r['case']:32} {r['first']:7.3f} {r['first_cpu']:7.3f} {r['repeated_median']:11.3f} "
+              f"{r['repeated_cpu']:7.3f} {r['repeated_best']:7.3f} {r['lines']:6d}")
     g, h = results[0], next(r for r in results if r["case"].startswith("host"))
     checks = [("guest first", g["first"]), ("guest repeated", g["repeated_median"]), ("host first", h["first"]),
               ("host repeated", h["repeated_median"])]
