@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import Events, HostSystemMap, Image, Isf, Json, PhysBase, Profile, SystemMap
+from .options import Events, HostSystemMap, Image, Isf, Json, PhysBase, Profile, SystemMap, parse_int
 
 SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "dim"}
 
@@ -31,11 +31,12 @@ def verify(
     """Compare the event log's VMs with KVM's vm_list in host memory, VM by VM (hidden or phantom VMs,
     VTTBR/VTCR/struct kvm/RAM/vCPU disagreements, records after the capture, sequence gaps), and run the
     cross-views (task list vs PID IDR, sys_call_table) on the host and every guest.  Exit 1 on findings."""
-    from .guest_cmds import open_session
-    from .render import console, print_json
     from ..host.verify import verify_report
+    from ..session import Session
+    from .render import console, print_json
 
-    s = open_session(image, events, system_map, profile, isf, phys_base, until)
+    s = Session.open(image, events=events, system_map=list(system_map or []), profile=profile, isf=isf,
+                     phys_base=parse_int(phys_base, "--phys-base"), until=until)
     rep = verify_report(s, host_system_map, guests=not no_guests)
     if json:
         print_json({"image": str(image), "events": s.events_source or None, **rep.to_dict()})

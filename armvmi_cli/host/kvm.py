@@ -200,12 +200,51 @@ def vm_list(hk) -> KvmScan:
     return scan
 
 
+# Functions that walk or edit vm_list (virt/kvm/kvm_main.c): their code holds its address.
+ANCHOR_WINDOW = 0x200
+VM_LIST_USERS = ("vm_stat_get", "vcpu_stat_get", "vm_stat_clear", "kvm_dev_ioctl", "kvm_destroy_vm")
+
+
 def vm_list_head(hk) -> int:
-    """The address of KVM's ``vm_list`` (a SymbolError when it cannot be known)."""
+    """The address of KVM's ``vm_list``: its symbol, else (kallsyms without
+    data symbols) the one address referenced by KVM's code that heads a list
+    of valid ``struct kvm``.  A SymbolError when it cannot be known."""
     k = hk.kernel
     if k.has_symbol("vm_list"):
         return k.symbol("vm_list")
-    raise SymbolError(f"the host's symbols ({k.info.symbols_source}) do not include vm_list: give --host-system-map")
+    cached = getattr(hk, "_vm_list_head", None)
+    if cached is not None:
+        return cached
+    from .adrp import function_references
+
+    refs = {a for f in VM_LIST_USERS for a in function_references(k, f)}
+    # GCC addresses neighbouring globals from one anchor (``adrp x19, kvm_lock`` then
+    # ``[x19, #0x20]`` for vm_list), so look a little past each referenced address.
+    cands = {a + off for a in refs for off in range(0, ANCHOR_WINDOW, 8)}
+    good = sorted(a for a in cands if _heads_kvm_list(hk, a))
+    if len(good) != 1:
+        why = "none" if not good else f"{len(good)} ({', '.join(hex(a) for a in good)})"
+        raise SymbolError(f"the host's symbols ({k.info.symbols_source}) do not include vm_list, and {why} of the "
+                          f"{len(refs)} addresses KVM's code refers to heads a list of struct kvm (no VM running, "
+                          "or the functions are not in kallsyms): give --host-system-map")
+    hk._vm_list_head = good[0]
+    hk.notes.append(f"vm_list found at {good[0]:#x} from the code of {', '.join(VM_LIST_USERS)} (no data symbols)")
+    return good[0]
+
+
+def _heads_kvm_list(hk, head: int) -> bool:
+    """A non-empty list whose first entry is a struct kvm: its stage-2
+    ``kvm_pgtable`` points back at ``kvm.arch.mmu`` and the links agree."""
+    k = hk.kernel
+    try:
+        first = k.read_u64(head)
+        if first == head or k.read_u64(first + 8) != head:
+            return False
+        kvm = k.container_of(first, "kvm", "vm_list")
+        mmu = kvm.address_ + k.offsetof("kvm", "arch.mmu")
+        return int(kvm.arch.mmu.pgt.mmu) == mmu
+    except (ArmvmiError, AttributeError):
+        return False
 
 
 def infer_vhe(hk, vms) -> tuple[bool | None, str]:

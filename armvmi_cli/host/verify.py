@@ -322,12 +322,10 @@ def _cross_view(rep, kernel, vm_id) -> None:
 def syscall_table(kernel) -> tuple[int, int]:
     """(address, entries) of ``sys_call_table``: its size is the distance to the
     next symbol (``__NR_syscalls`` is a macro, absent from BTF)."""
+    from .adrp import symbol_extent
+
     start = kernel.symbol("sys_call_table")
-    for n in range(1, MAX_SYSCALLS + 1):
-        hit = kernel.lookup(start + 8 * n)
-        if hit is not None and hit[1] == 0 and hit[0] != "sys_call_table":
-            return start, n
-    return start, MAX_SYSCALLS
+    return start, symbol_extent(kernel, start, 8, 8 * (MAX_SYSCALLS + 1)) // 8
 
 
 def _syscalls(rep, kernel, vm_id) -> None:

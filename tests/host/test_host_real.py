@@ -173,10 +173,12 @@ def test_cli_verify_honest_exit_0(cap, capsys, cache_env):
     assert rc == 0 and out["findings"] == [] and out["partial"] is False
 
 
-def test_without_host_symbols_verify_is_partial_not_clean(cap, capsys, cache_env):
-    """kallsyms (functions only on this kernel) has no vm_list: say so, exit 5, no made-up findings."""
+def test_without_host_symbols_verify_is_partial_not_clean(cap, capsys, cache_env, monkeypatch):
+    """No System.map and vm_list not found in KVM's code either: say so, exit 5, no made-up findings."""
     from armvmi_cli.cli.app import main
+    from armvmi_cli.host import kvm
 
+    monkeypatch.setattr(kvm, "VM_LIST_USERS", ())
     rc = main(["verify", str(cap.image), "--events", str(cap.smclog), "--no-guests", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 5 and out["partial"] is True and out["findings"] == []
@@ -323,3 +325,20 @@ def test_old_log_against_newer_image_is_a_destroyed_vm(honest, cap, tmp_path, ca
     assert rc == 1
     assert {f["kind"] for f in out["findings"]} == {"vm-destroyed"}
     assert out["findings"][0]["vm_id"] == cap.ground_truth["vms"][0]["vm_id"]
+
+
+def test_vm_list_found_from_code_without_data_symbols(cap, cache_env, tmp_path):
+    """No System.map: kallsyms on this kernel has functions only, yet vm_list is found
+    (ADRP/ADD in vm_stat_get & co.) and the VM listed."""
+    from armvmi_cli.host.kvm import vm_list_head
+    from armvmi_cli.symbols.system_map import SystemMap
+
+    img = tmp_path / "host.elf"
+    img.symlink_to(cap.image)
+    with Session.open(img) as s:
+        hk = host_kernel(s)
+        assert "kallsyms" in hk.kernel.info.symbols_source and not hk.kernel.has_symbol("vm_list")
+        want = SystemMap.load(cap.system_map).address("vm_list") + hk.slide
+        assert vm_list_head(hk) == want
+        (row,) = host_vm_rows(s)
+    assert row["vttbr"] == h(cap.ground_truth["vms"][0]["vttbr"])

@@ -1,0 +1,64 @@
+"""Data addresses a function's code refers to: A64 ``ADRP`` + ``ADD``/``LDR``.
+
+Kernels without CONFIG_KALLSYMS_ALL keep only functions in kallsyms, so a
+data symbol such as ``vm_list`` has no name in the image.  Its address is
+still in the code that uses it: arm64 builds every global's address with
+``adrp xN, sym`` (4 KiB page, PC-relative) then ``add xM, xN, #:lo12:sym`` or
+``ldr xM, [xN, #:lo12:sym]``.  Decoding those pairs in a few functions yields
+a short candidate list, which the caller validates by structure.
+"""
+
+from __future__ import annotations
+
+from ..errors import ArmvmiError
+
+MAX_FUNCTION = 4096  # bytes decoded per function when its end is unknown
+
+
+def _sign_extend(v: int, bits: int) -> int:
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+def decode_references(code: bytes, pc: int) -> list[int]:
+    """Every ``adrp`` page + ``add``/``ldr`` (64-bit, unsigned offset) target in ``code``, in order."""
+    pages: dict[int, int] = {}  # register -> page address from the last adrp into it
+    out: list[int] = []
+    for i in range(0, len(code) - 3, 4):
+        insn = int.from_bytes(code[i : i + 4], "little")
+        if insn & 0x9F00_0000 == 0x9000_0000:  # ADRP
+            imm = _sign_extend((((insn >> 5) & 0x7FFFF) << 2) | ((insn >> 29) & 3), 21) << 12
+            pages[insn & 0x1F] = ((pc + i) & ~0xFFF) + imm & 0xFFFF_FFFF_FFFF_FFFF
+            continue
+        rn = (insn >> 5) & 0x1F
+        if rn not in pages:
+            continue
+        if insn & 0xFF80_0000 == 0x9100_0000:  # ADD (immediate), 64-bit
+            imm = ((insn >> 10) & 0xFFF) << (12 if (insn >> 22) & 1 else 0)
+            out.append(pages[rn] + imm)
+        elif insn & 0xFFC0_0000 == 0xF940_0000:  # LDR Xt, [Xn, #imm] (unsigned offset)
+            out.append(pages[rn] + ((insn >> 10) & 0xFFF) * 8)
+        elif insn & 0xFFC0_0000 == 0xB940_0000:  # LDR Wt, [Xn, #imm]
+            out.append(pages[rn] + ((insn >> 10) & 0xFFF) * 4)
+    return out
+
+
+def symbol_extent(kernel, start: int, step: int, limit: int) -> int:
+    """Bytes from ``start`` to the next symbol (probing every ``step``), at most ``limit``."""
+    here = kernel.lookup(start)
+    for n in range(step, limit, step):
+        hit = kernel.lookup(start + n)
+        if hit is not None and hit[1] == 0 and (here is None or hit[0] != here[0]):
+            return n
+    return limit
+
+
+def function_references(kernel, name: str, limit: int = MAX_FUNCTION) -> list[int]:
+    """Data addresses referenced by the function ``name`` (empty when unknown or unreadable)."""
+    if not kernel.has_symbol(name):
+        return []
+    start = kernel.symbol(name)
+    size = symbol_extent(kernel, start, 4, limit)
+    try:
+        return decode_references(kernel.read(start, size), start)
+    except ArmvmiError:
+        return []
