@@ -20,7 +20,7 @@ from fixtures.compose import GuestSpec, S2Geometry, compose_host  # noqa: E402
 
 SLOW = os.environ.get("ARMVMI_SLOW_TESTS") == "1"
 
-# (format, [(vm_id, capture, geometry)], reuse_id)
+# (format, [(vm_id, capture, geometry)], reuse_id[, compose_host keywords])
 HOSTS = {
     # KVM's default (4K, 40-bit IPA, level 1, 2 concatenated tables, 2 MiB blocks); 16K with 32 MiB
     # blocks at its start level; 64K pages only, on a vm_id that a destroyed VM had before.
@@ -28,7 +28,18 @@ HOSTS = {
                      (3, "nokaslr", S2Geometry(65536, 42, blocks=False))], True),
     # 4 concatenated level-2 tables (32-bit IPA), and a full 4-level 48-bit stage 2, in a LiME file.
     "lime2": ("lime", [(7, "kaslr", S2Geometry(4096, 32, 2)), (9, "nokaslr", S2Geometry(4096, 48, 0))], False),
+    # 52-bit: LPA2 (4K, level -1) and FEAT_LPA (64K), with guest pages in a host bank above 2**48,
+    # so OA[51:48] (or [51:50]) sit in the descriptors' extra bits and VTTBR's BADDR[5:2].
+    "pa52": ("elf", [(5, "nokaslr", S2Geometry(4096, 52, -1, oa_bits=52, ds=True)),
+                     (6, "kaslr", S2Geometry(65536, 52, 1, blocks=False, oa_bits=52))], False,
+             {"high_base": 0x8_0000_0000_0000}),
 }
+
+
+if SLOW:
+    HOSTS["pa52x"] = ("lime", [(11, "kaslr", S2Geometry(16384, 52, 0, oa_bits=52, ds=True)),
+                               (12, "nokaslr", S2Geometry(4096, 52, 0, oa_bits=52, ds=True)),
+                               (13, "kaslr", S2Geometry(65536, 52, 2, oa_bits=52))], False, {"high_base": 0xF_FFFF_0000_0000})
 
 
 def _matrix():
@@ -66,8 +77,8 @@ def armvmi_cache(tmp_path_factory):
 
 def get_host(name, cache, captures):
     if name not in cache["hosts"]:
-        fmt, vms, reuse = HOSTS[name]
+        fmt, vms, reuse, *kw = HOSTS[name]
         specs = [GuestSpec(vm_id, captures[which], geom) for vm_id, which, geom in vms]
         cache["hosts"][name] = compose_host(cache["dir"] / f"{name}.{fmt}", specs, fmt=fmt, reuse_id=reuse,
-                                            seed=len(name) * 7 + ord(name[-1]))
+                                            seed=len(name) * 7 + ord(name[-1]), **(kw[0] if kw else {}))
     return cache["hosts"][name]

@@ -21,7 +21,7 @@ from armvmi_cli.linux.ps import ps
 from .conftest import HOSTS, SLOW, get_host
 
 ALL_HOSTS = list(HOSTS)
-DEFAULT_HOSTS = ALL_HOSTS if SLOW else ["elf3", "lime2"]
+DEFAULT_HOSTS = ALL_HOSTS if SLOW else ["elf3", "lime2", "pa52"]
 
 
 @pytest.fixture
@@ -231,3 +231,17 @@ def _system_map_symbol(path, name):
             if len(parts) == 3 and parts[2] == name:
                 return int(parts[0], 16)
     raise KeyError(name)
+
+
+def test_pa52_host_really_uses_52_bit_addresses(env, captures):
+    """The fixture's own check: tables and guest pages above 2**48, so the LPA/LPA2 encodings matter."""
+    host = env("pa52")
+    for vm in host.vms:
+        assert any(f >> 48 for f in vm.frames)
+        assert vm.vttbr & 0x3C  # VTTBR_EL2 BADDR[51:48] lives in bits 5:2
+    s = _open(host, captures)
+    try:
+        for vm in s.vms:
+            assert vm.stage2.base >> 48
+    finally:
+        s.close()
