@@ -11,28 +11,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .options import Events, Image, Isf, Json, PhysBase, Profile, SystemMap, Vm, parse_int
-
-Until = Annotated[Optional[int], typer.Option("--until", help="Replay the event log only up to this sequence number.")]
-NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not use or write the parsed-types cache.")]
-
-
-def open_session(image, events=None, system_map=None, profile=None, isf=None, phys_base=None, until=None, no_cache=False,
-                 record_pages=None):
-    from .. import session
-
-    return session.Session.open(
-        image,
-        events=events,
-        system_map=list(system_map or []),
-        profile=profile,
-        isf=isf,
-        phys_base=parse_int(phys_base, "--phys-base"),
-        until=until,
-        use_cache=not no_cache,
-        record_pages=record_pages,
-    )
-
+from .options import Image, Json, SessionOptions, image_command, parse_int
 
 def _hpa(vm, gva):
     from ..errors import ArmvmiError
@@ -43,18 +22,12 @@ def _hpa(vm, gva):
         return None
 
 
+@image_command
 def ps(
+    opts: SessionOptions,
     image: Image,
     threads: Annotated[bool, typer.Option("--threads", "-t", help="Also list every thread of each process.")] = False,
     no_cross_view: Annotated[bool, typer.Option("--no-cross-view", help="Skip the PID IDR cross-check.")] = False,
-    vm: Vm = None,
-    events: Events = None,
-    system_map: SystemMap = None,
-    profile: Profile = None,
-    isf: Isf = None,
-    phys_base: PhysBase = None,
-    until: Until = None,
-    no_cache: NoCache = False,
     record_pages: Annotated[Optional[Path], typer.Option("--record-pages", help="Write the physical pages this run reads to FILE (for `snapshot pack --pages-from`).")] = None,
     json: Json = False,
 ):
@@ -63,16 +36,16 @@ def ps(
     from ..linux.ps import ps as run_ps
     from . import render
 
-    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache or bool(record_pages), record_pages)
+    s = opts.open(image, record_pages=record_pages)
     results = []
-    for v in s.select(vm):
+    for v in s.select(opts.vm):
         k = v.kernel
         res = run_ps(k, threads=threads, cross_view=not no_cross_view)
         for t in res.tasks + res.hidden:
             t.task_struct_hpa = _hpa(v, t.task_struct)
         results.append((v, k, res))
     s.save_recorded_pages()
-    unused = s.unused_system_maps() if vm is None else []
+    unused = s.unused_system_maps() if opts.vm is None else []
     code = ExitCode.OK
     if any(r.hidden or r.unlisted_in_idr for _, _, r in results):
         code = ExitCode.FINDINGS
@@ -138,25 +111,19 @@ def ps(
     raise typer.Exit(int(code))
 
 
+@image_command
 def pstree(
+    opts: SessionOptions,
     image: Image,
-    vm: Vm = None,
-    events: Events = None,
-    system_map: SystemMap = None,
-    profile: Profile = None,
-    isf: Isf = None,
-    phys_base: PhysBase = None,
-    until: Until = None,
-    no_cache: NoCache = False,
     json: Json = False,
 ):
     """Show the processes of each VM as a tree (parent -> children)."""
     from ..linux.ps import ps as run_ps
     from . import render
 
-    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
+    s = opts.open(image)
     out = []
-    for v in s.select(vm):
+    for v in s.select(opts.vm):
         r = run_ps(v.kernel, cross_view=False)
         out.append((v, r))
     if json:
@@ -198,19 +165,13 @@ def _tree_dict(tasks):
     return [node(t) for t in children.get(0, [])]
 
 
+@image_command
 def translate(
+    opts: SessionOptions,
     image: Image,
     gva: Annotated[Optional[str], typer.Option("--gva", help="Guest virtual address or symbol[+off]; '-' reads many from stdin.")] = None,
     gpa: Annotated[Optional[str], typer.Option("--gpa", help="Guest physical address; '-' reads many from stdin.")] = None,
     pid: Annotated[Optional[int], typer.Option("--pid", help="Walk this process's user page tables (mm->pgd).")] = None,
-    vm: Vm = None,
-    events: Events = None,
-    system_map: SystemMap = None,
-    profile: Profile = None,
-    isf: Isf = None,
-    phys_base: PhysBase = None,
-    until: Until = None,
-    no_cache: NoCache = False,
     json: Json = False,
 ):
     """Translate GVA -> GPA -> HPA (or GPA -> HPA), showing every level of both walks."""
@@ -220,8 +181,8 @@ def translate(
 
     if (gva is None) == (gpa is None):
         raise UsageError("give exactly one of --gva or --gpa")
-    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
-    v = s.vm(vm)
+    s = opts.open(image)
+    v = s.vm(opts.vm)
     text = gva if gva is not None else gpa
     addrs = [line.strip() for line in sys.stdin if line.strip()] if text == "-" else [text]
     kind = "gva" if gva is not None else "gpa"
@@ -263,27 +224,21 @@ def _print_translations(results):
             con.print("  " + "  ->  ".join(f"{name} {addr}" for name, addr in r["chain"]))
 
 
+@image_command
 def struct(
+    opts: SessionOptions,
     type_name: Annotated[str, typer.Argument(help="Type, e.g. task_struct.")],
     address: Annotated[str, typer.Argument(help="GVA or symbol[+off] of the object.")],
     image: Image,
     depth: Annotated[int, typer.Option("--depth", "-d", help="Expand nested structs this deep.")] = 1,
-    vm: Vm = None,
-    events: Events = None,
-    system_map: SystemMap = None,
-    profile: Profile = None,
-    isf: Isf = None,
-    phys_base: PhysBase = None,
-    until: Until = None,
-    no_cache: NoCache = False,
     json: Json = False,
 ):
     """Show a kernel structure's fields and values at an address or symbol."""
     from ..linux.format import format_object
     from . import render
 
-    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
-    k = s.vm(vm).kernel
+    s = opts.open(image)
+    k = s.vm(opts.vm).kernel
     addr = k.eval_address(address)
     obj = k.object(type_name, addr)
     tree = format_object(k, obj, depth)
@@ -304,7 +259,9 @@ def struct(
     render.console().print(root)
 
 
+@image_command
 def read(
+    opts: SessionOptions,
     image: Image,
     address: Annotated[str, typer.Argument(help="Address (or symbol[+off] with --gva).")],
     length: Annotated[str, typer.Argument(help="Number of bytes.")],
@@ -312,14 +269,6 @@ def read(
     gpa: Annotated[bool, typer.Option("--gpa", help="ADDRESS is guest physical.")] = False,
     hpa: Annotated[bool, typer.Option("--hpa", help="ADDRESS is host physical.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the raw bytes to this file.")] = None,
-    vm: Vm = None,
-    events: Events = None,
-    system_map: SystemMap = None,
-    profile: Profile = None,
-    isf: Isf = None,
-    phys_base: PhysBase = None,
-    until: Until = None,
-    no_cache: NoCache = False,
 ):
     """Read memory at a guest virtual, guest physical or host physical address."""
     from ..errors import UsageError
@@ -330,13 +279,13 @@ def read(
     n = parse_int(length, "LEN")
     if n is None or n < 0 or n > (1 << 30):
         raise UsageError(f"LEN {length!r} must be between 0 and 1 GiB")
-    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
+    s = opts.open(image)
     if hpa:
         layer, addr = s.memory, parse_int(address, "ADDRESS")
     elif gpa:
-        layer, addr = s.vm(vm).gphys, parse_int(address, "ADDRESS")
+        layer, addr = s.vm(opts.vm).gphys, parse_int(address, "ADDRESS")
     else:
-        k = s.vm(vm).kernel
+        k = s.vm(opts.vm).kernel
         layer, addr = k.vmem, k.eval_address(address)
     data = layer.read(addr, n)
     if output is not None:
@@ -346,24 +295,18 @@ def read(
         print(render.hexdump(data, addr))
 
 
+@image_command
 def info(
+    opts: SessionOptions,
     image: Image,
-    vm: Vm = None,
-    events: Events = None,
-    system_map: SystemMap = None,
-    profile: Profile = None,
-    isf: Isf = None,
-    phys_base: PhysBase = None,
-    until: Until = None,
-    no_cache: NoCache = False,
     json: Json = False,
 ):
     """Image format and ranges, host record, VMs, and each guest kernel's release, slide and geometry."""
     from ..report import session_info
     from . import render
 
-    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
-    data = session_info(s, vm)
+    s = opts.open(image)
+    data = session_info(s, opts.vm)
     if json:
         render.print_json(data)
         return
@@ -392,26 +335,20 @@ def info(
                 con.print(f"  {key}: {val}")
 
 
+@image_command
 def symbols(
+    opts: SessionOptions,
     image: Image,
     grep: Annotated[Optional[str], typer.Option("--grep", "-g", help="Regular expression on symbol names.")] = None,
     address: Annotated[Optional[str], typer.Option("--address", "-a", help="Which symbol contains this GVA?")] = None,
-    vm: Vm = None,
-    events: Events = None,
-    system_map: SystemMap = None,
-    profile: Profile = None,
-    isf: Isf = None,
-    phys_base: PhysBase = None,
-    until: Until = None,
-    no_cache: NoCache = False,
     json: Json = False,
 ):
     """List a guest kernel's symbols at their runtime (KASLR-slid) addresses."""
     from ..errors import ExitCode
     from . import render
 
-    s = open_session(image, events, system_map, profile, isf, phys_base, until, no_cache)
-    k = s.vm(vm).kernel
+    s = opts.open(image)
+    k = s.vm(opts.vm).kernel
     if address is not None:
         va = parse_int(address, "--address")
         hit = k.lookup(va)

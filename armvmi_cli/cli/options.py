@@ -4,6 +4,9 @@ thing everywhere."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, List, Optional
 
@@ -18,6 +21,60 @@ Isf = Annotated[Optional[Path], typer.Option("--isf", help="Volatility 3 symbol 
 PhysBase = Annotated[Optional[str], typer.Option("--phys-base", help="Physical address of the first byte of a raw image (default 0).")]
 Vm = Annotated[Optional[str], typer.Option("--vm", help="VM id (from `armvmi vms`) when the host runs more than one.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+Until = Annotated[Optional[int], typer.Option("--until", help="Replay the event log only up to this sequence number.")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not use or write armvmi's caches (parsed types, where things were found).")]
+
+
+@dataclass
+class SessionOptions:
+    """The image/log/symbol options every guest-reading command shares."""
+
+    vm: Optional[str] = None
+    events: Optional[Path] = None
+    system_map: Optional[List[Path]] = None
+    profile: Optional[str] = None
+    isf: Optional[Path] = None
+    phys_base: Optional[str] = None
+    until: Optional[int] = None
+    no_cache: bool = False
+
+    def open(self, image, record_pages=None):
+        from .. import session
+
+        return session.Session.open(
+            image,
+            events=self.events,
+            system_map=list(self.system_map or []),
+            profile=self.profile,
+            isf=self.isf,
+            phys_base=parse_int(self.phys_base, "--phys-base"),
+            until=self.until,
+            use_cache=not (self.no_cache or record_pages),
+            record_pages=record_pages,
+        )
+
+
+_SHARED = (("vm", Vm, None), ("events", Events, None), ("system_map", SystemMap, None), ("profile", Profile, None),
+           ("isf", Isf, None), ("phys_base", PhysBase, None), ("until", Until, None), ("no_cache", NoCache, False))
+
+
+def image_command(fn):
+    """Give a command the shared options: they appear in its --help after its
+    own, and reach it as one ``opts: SessionOptions`` argument."""
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "opts"]
+    shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in _SHARED]
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind == p.POSITIONAL_OR_KEYWORD else p for p in own]
+
+    @functools.wraps(fn)
+    def command(**kwargs):
+        opts = SessionOptions(**{n: kwargs.pop(n) for n, _, _ in _SHARED})
+        return fn(opts, **kwargs)
+
+    command.__signature__ = sig.replace(parameters=params + shared)
+    command.__annotations__ = {p.name: p.annotation for p in params + shared}
+    del command.__wrapped__  # typer must see the new signature, not fn's
+    return command
 
 
 def parse_int(text: str | None, what: str = "value") -> int | None:
