@@ -106,19 +106,8 @@ def _locate(session, host_system_map) -> HostKernel:
         good.sort(key=lambda c: c.vmcoreinfo.kimage_voffset != host.kimage_voffset)
     cand = good[0]
     vi = cand.vmcoreinfo
-    info = KernelInfo(
-        release=vi.release,
-        build_id=vi.build_id,
-        slide=cand.slide,
-        slide_source=f"KERNELOFFSET from {vi.source}, confirmed by the host page-table walk",
-        kimage_voffset=vi.kimage_voffset,
-        phys_offset=vi.phys_offset,
-        page_size=vi.page_size or 4096,
-        va_bits=vi.va_bits or 48,
-        swapper_pg_dir=vi.symbol("swapper_pg_dir"),
-        swapper_pg_dir_pa=cand.swapper_pa,
-        ttbr1_source="swapper_pg_dir (from the host's VMCOREINFO)",
-    )
+    info = KernelInfo.from_candidate(cand, f"KERNELOFFSET from {vi.source}, confirmed by the host page-table walk",
+                                     "swapper_pg_dir (from the host's VMCOREINFO)")
     kernel = Kernel(cand.stage1, None, None, info, name="host")
     kernel.vmcoreinfo = vi
     uts = _utsname(kernel, vi)
