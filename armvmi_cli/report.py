@@ -9,11 +9,22 @@ def _hx(v):
     return None if v is None else f"{v:#x}"
 
 
+_REGISTER_KEYS = ("TTBR", "TCR", "VTCR", "table_base")
+
+
+def _hexify(d):
+    """Registers and table addresses read as hex, counts and sizes as numbers."""
+    if isinstance(d, dict):
+        return {k: (_hx(v) if isinstance(v, int) and not isinstance(v, bool) and any(r in k for r in _REGISTER_KEYS) else _hexify(v))
+                for k, v in d.items()}
+    return d
+
+
 def _geometry(layer) -> dict | None:
     g = getattr(layer, "describe", None)
     if callable(g):
         try:
-            return g()
+            return _hexify(g())
         except Exception:  # describing is best effort
             return None
     return None
