@@ -49,17 +49,18 @@ def verify(
 
 
 def render_report(con, rep, session) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    con.print(f"event log: {session.events_source or 'none (memory-side checks only)'}")
+    con.print(f"event log: {session.events_source or 'none (memory-side checks only)'}", markup=False)
     if rep.findings:
         t = Table(title=f"{len(rep.findings)} finding(s)", title_justify="left")
         for col in ("severity", "kind", "vm", "finding"):
             t.add_column(col, no_wrap=col != "finding", overflow="fold")
         for f in rep.findings:
             style = SEVERITY_STYLE.get(f.severity, "")
-            t.add_row(f"[{style}]{f.severity}[/]" if style else f.severity, f.kind, "-" if f.vm_id is None else str(f.vm_id),
-                      f.message)
+            t.add_row(f"[{style}]{f.severity}[/]" if style else f.severity, f.kind,
+                      "-" if f.vm_id is None else escape(str(f.vm_id)), escape(f.message))
         con.print(t)
     else:
         con.print("[yellow]no findings, but the log could not be compared with memory[/]" if rep.partial else
