@@ -91,11 +91,13 @@ class Session:
         self._maps_cache: dict = {}
         self._maps_used: set = set()
         self.warnings: list[str] = []
+        self.host_system_map: str | None = None
+        self.vm_source = ""  # how the VM list was made: "event log", "host memory", "plain guest dump"
 
     # -- opening --------------------------------------------------------------
     @classmethod
     def open(cls, image, events=None, profile=None, system_map=None, isf=None, phys_base=None, until=None, use_cache=True,
-             record_pages=None, **_):
+             record_pages=None, host_system_map=None, **_):
         from .memory import open_image
 
         mem = open_image(os.fspath(image), phys_base)
@@ -113,7 +115,9 @@ class Session:
 
             result = replay(log, until=until)
         maps = system_map if isinstance(system_map, (list, tuple)) else ([system_map] if system_map else [])
-        return cls(image, mem, result, source, SymbolOptions([os.fspath(m) for m in maps], profile, os.fspath(isf) if isf else None, use_cache))
+        s = cls(image, mem, result, source, SymbolOptions([os.fspath(m) for m in maps], profile, os.fspath(isf) if isf else None, use_cache))
+        s.host_system_map = os.fspath(host_system_map) if host_system_map else None
+        return s
 
     def close(self):
         self.save_recorded_pages()
@@ -147,15 +151,44 @@ class Session:
         return self._vms
 
     def _build_vms(self) -> list[VM]:
+        """The VMs to look into.
+
+        With an event log: its live VMs (the EL3 registry's view), plus any VM
+        KVM holds in memory that the log never created, when the host kernel
+        can be read (a hidden VM's processes are what an analyst wants most).
+        Without a log: the VMs in KVM's vm_list; if there are none (or no
+        hypervisor), the image is a plain guest dump: one VM, no stage 2.
+        """
+        mem_vms = self._memory_vms() if (self.registry is None or self.host_system_map) else None
         if self.registry is None:
+            if mem_vms:
+                self.vm_source = "KVM's vm_list in host memory (no event log)"
+                return mem_vms
+            self.vm_source = "plain guest dump (no event log, no VMs in memory)"
             return [VM(self, "guest", "guest (plain dump, no stage 2)", self.memory)]
         from .mmu import Stage2
 
+        self.vm_source = "event log (EL3 registry)"
         out = []
         for rec in self.registry.live():
             s2 = Stage2(self.memory, rec.vttbr, rec.vtcr, name=f"stage2 vm {rec.vm_id}")
             out.append(VM(self, rec.vm_id, f"vm {rec.vm_id}", s2, stage2=s2, record=rec, ram=(rec.ram_base, rec.ram_size)))
+        for vm in mem_vms or ():
+            if vm.record is None:
+                vm.label = f"{vm.label}, NOT IN THE EVENT LOG"
+                out.append(vm)
         return out
+
+    def _memory_vms(self) -> list[VM] | None:
+        """VMs found through the host kernel's vm_list, or None when the
+        host kernel or its KVM state cannot be read (the reason is kept)."""
+        try:
+            from .host.vms import memory_vms
+
+            return memory_vms(self, self.host_system_map)
+        except ArmvmiError as e:
+            self.warnings.append(f"VMs in host memory not examined: {e}")
+            return None
 
     def vm(self, vm_id=None) -> VM:
         vms = self.vms
@@ -319,15 +352,22 @@ class Session:
             kernel.profile = prof
             return sm
         # No map, no profile: recover the kernel's own symbol table.
-        try:
-            from .symbols.kallsyms import recover_kallsyms
-        except ImportError:
-            raise SymbolError(f"no System.map or profile for {vi.release}: give --system-map") from None
-        phys = kernel.vmem.lower
-        ks = recover_kallsyms(phys, _kernel_image_ranges(phys, vi), prefer=vi.symbol("_stext"))
+        ks = self.kallsyms(kernel.vmem.lower, vi)
         info.symbols_source = f"kallsyms recovered from memory ({len(ks)} symbols)"
         info.notes.append("kallsyms holds functions only on kernels without CONFIG_KALLSYMS_ALL; data symbols come from VMCOREINFO and structure scans")
         return _KallsymsWithVmcoreinfo(ks, vi, kernel)
+
+    def kallsyms(self, phys, vi):
+        """The kallsyms table of the kernel VMCOREINFO describes, recovered
+        from ``phys`` once per session (the host probe and a plain guest's
+        own kernel are the same kernel)."""
+        from .symbols.kallsyms import recover_kallsyms
+
+        key = (id(phys), vi.symbol("_stext"))
+        cache = self.__dict__.setdefault("_kallsyms", {})
+        if key not in cache:
+            cache[key] = recover_kallsyms(phys, _kernel_image_ranges(phys, vi), prefer=vi.symbol("_stext"))
+        return cache[key]
 
     def unused_system_maps(self) -> list[str]:
         """--system-map files that fit none of the kernels opened so far."""

@@ -37,6 +37,7 @@ class SessionOptions:
     phys_base: Optional[str] = None
     until: Optional[int] = None
     no_cache: bool = False
+    host_system_map: Optional[Path] = None
 
     def open(self, image, record_pages=None):
         from .. import session
@@ -51,11 +52,13 @@ class SessionOptions:
             until=self.until,
             use_cache=not (self.no_cache or record_pages),
             record_pages=record_pages,
+            host_system_map=self.host_system_map,
         )
 
 
 _SHARED = (("vm", Vm, None), ("events", Events, None), ("system_map", SystemMap, None), ("profile", Profile, None),
-           ("isf", Isf, None), ("phys_base", PhysBase, None), ("until", Until, None), ("no_cache", NoCache, False))
+           ("isf", Isf, None), ("host_system_map", HostSystemMap, None), ("phys_base", PhysBase, None),
+           ("until", Until, None), ("no_cache", NoCache, False))
 
 
 def image_command(fn):

@@ -95,7 +95,8 @@ def _locate(session, host_system_map) -> HostKernel:
     from ..symbols.kaslr import find_kernels
 
     mem = session.memory
-    cands = find_kernels(mem, None, mem.vmcoreinfo)
+    hints = session._facts_get("vmcoreinfo:host") or []
+    cands = find_kernels(mem, None, mem.vmcoreinfo, hints)
     good = [c for c in cands if c.confirmed]
     if not good:
         why = "; ".join(f"{c.vmcoreinfo.release} ({c.reason})" for c in cands) or "no VMCOREINFO text in the image"
@@ -106,6 +107,8 @@ def _locate(session, host_system_map) -> HostKernel:
         good.sort(key=lambda c: c.vmcoreinfo.kimage_voffset != host.kimage_voffset)
     cand = good[0]
     vi = cand.vmcoreinfo
+    if vi.address is not None and vi.address not in hints:
+        session._facts_put("vmcoreinfo:host", [vi.address])
     info = KernelInfo.from_candidate(cand, f"KERNELOFFSET from {vi.source}, confirmed by the host page-table walk",
                                      "swapper_pg_dir (from the host's VMCOREINFO)")
     kernel = Kernel(cand.stage1, None, None, info, name="host")
@@ -113,8 +116,15 @@ def _locate(session, host_system_map) -> HostKernel:
     uts = _utsname(kernel, vi)
     if uts:
         info.banner = f"Linux version {uts[0]} {uts[1]}"
-    kernel.symbols = _host_symbols(session, kernel, vi, host_system_map)
+    kernel.symbols = _host_symbols(session, kernel, vi, host_system_map, uts)
     kernel.types = _btf_types(kernel, session.symopts.use_cache)
+    from ..session import _KallsymsWithVmcoreinfo
+
+    if isinstance(kernel.symbols, _KallsymsWithVmcoreinfo) and kernel.symbols.address("init_task") is None:
+        try:
+            kernel.symbols.find_init_task(kernel)
+        except SymbolError as e:
+            info.notes.append(f"init_task not found by structure: {e}")
     page_offset = (-(1 << info.va_bits)) & 0xFFFF_FFFF_FFFF_FFFF
     memstart, src = _memstart(kernel, vi)
     hk = HostKernel(kernel, cand, memstart, src, page_offset, [c for c in cands if c is not cand])
@@ -134,8 +144,9 @@ def _memstart(kernel, vi) -> tuple[int, str]:
     raise SymbolError("host: neither memstart_addr nor VMCOREINFO PHYS_OFFSET is readable")
 
 
-def _host_symbols(session, kernel, vi, host_system_map):
-    """--host-system-map, else a guest --system-map that fits the host, else kallsyms."""
+def _host_symbols(session, kernel, vi, host_system_map, uts=None):
+    """--host-system-map, else a guest --system-map that fits the host, else a
+    profile matching its banner, else kallsyms."""
     from ..session import _KallsymsWithVmcoreinfo, _map_fits
 
     info = kernel.info
@@ -150,12 +161,12 @@ def _host_symbols(session, kernel, vi, host_system_map):
         sm = session._load_map(path)
         if _map_fits(sm, vi)[0]:
             info.symbols_source = f"System.map {path} (the guests' map also fits the host)"
+            session._maps_used.add(path)
             return sm
-    try:
-        from ..symbols.kallsyms import recover_kallsyms
-    except ImportError:
-        raise SymbolError("no System.map for the host kernel: give --host-system-map") from None
-    stext = vi.symbol("_stext")
-    ks = recover_kallsyms(session.memory, prefer=stext)
+    prof = session._find_profile(vi, uts) if not session.symopts.profile else None
+    if prof is not None and _map_fits(prof.system_map, vi)[0]:
+        info.symbols_source = f"profile {prof.name}"
+        return prof.system_map
+    ks = session.kallsyms(session.memory, vi)
     info.symbols_source = f"kallsyms recovered from host memory ({len(ks)} symbols)"
     return _KallsymsWithVmcoreinfo(ks, vi, kernel)

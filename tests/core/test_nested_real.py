@@ -69,3 +69,38 @@ def test_maps_are_matched_per_kernel_and_kpti_is_named(nested_capture, kaslr_cap
     gt_vcpu = nested_capture.ground_truth["vms"][0]["vcpus"][0]
     assert vm["vcpus"][0]["ttbr1"] == gt_vcpu["TTBR1_EL1"]
     assert vm["vcpus"][0]["ttbr1_points_at"].startswith(gt_vcpu["TTBR1_EL1_is"])
+
+
+def _gt_leaders(gt_vm):
+    return {(t["pid"], t["ppid"], t["comm_task_struct"], t["uid"]) for t in gt_vm["tasks"]}
+
+
+def test_host_image_without_a_log_lists_the_guest_from_vm_list(nested_capture, tmp_path, monkeypatch, capsys):
+    """Most incident captures have no front-end log: the VMs come from KVM's vm_list."""
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    img = tmp_path / "host.elf"
+    img.symlink_to(nested_capture.image)  # no sibling .smclog here
+    rc = main(["ps", str(img), "-m", str(nested_capture.system_map), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    (vm,) = out["vms"]
+    gt = nested_capture.ground_truth["vms"][0]
+    assert {(t["pid"], t["ppid"], t["comm"], t["uid"]) for t in vm["tasks"]} == _gt_leaders(gt)
+    assert "kvm-" in str(vm["vm"])
+
+
+def test_vm_hidden_from_the_log_is_still_listed(nested_capture, tmp_path, monkeypatch):
+    """A log that never created the VM (a lying front-end): with the host's
+    symbols, ps still shows the VM KVM holds, labelled as missing from the log."""
+    from armvmi_cli.firmware.smclog import read_log, write_log
+
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    header, recs = read_log(str(nested_capture.smclog))
+    log = tmp_path / "dropped.smclog"
+    write_log(log, [r for r in recs if r.x1 == 0], header)  # DRIVER_INIT only
+    s = armvmi_cli.open(nested_capture.image, events=log, system_map=nested_capture.system_map,
+                        host_system_map=nested_capture.system_map)
+    (vm,) = s.vms
+    assert vm.record is None and "NOT IN THE EVENT LOG" in vm.label
+    res = ps(vm.kernel)
+    assert {(t.pid, t.ppid, t.comm, t.uid) for t in res.tasks} == _gt_leaders(nested_capture.ground_truth["vms"][0])

@@ -178,7 +178,10 @@ def test_without_host_symbols_verify_is_partial_not_clean(cap, capsys, cache_env
     from armvmi_cli.cli.app import main
     from armvmi_cli.host import kvm
 
+    from armvmi_cli.symbols import profiles
+
     monkeypatch.setattr(kvm, "VM_LIST_USERS", ())
+    monkeypatch.setattr(profiles, "find_profiles", lambda dirs=None: [])  # the repo's profile would fit this host
     rc = main(["verify", str(cap.image), "--events", str(cap.smclog), "--no-guests", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 5 and out["partial"] is True and out["findings"] == []
@@ -327,11 +330,14 @@ def test_old_log_against_newer_image_is_a_destroyed_vm(honest, cap, tmp_path, ca
     assert out["findings"][0]["vm_id"] == cap.ground_truth["vms"][0]["vm_id"]
 
 
-def test_vm_list_found_from_code_without_data_symbols(cap, cache_env, tmp_path):
+def test_vm_list_found_from_code_without_data_symbols(cap, cache_env, tmp_path, monkeypatch):
     """No System.map: kallsyms on this kernel has functions only, yet vm_list is found
     (ADRP/ADD in vm_stat_get & co.) and the VM listed."""
     from armvmi_cli.host.kvm import vm_list_head
+    from armvmi_cli.symbols import profiles
     from armvmi_cli.symbols.system_map import SystemMap
+
+    monkeypatch.setattr(profiles, "find_profiles", lambda dirs=None: [])  # the repo's profile would fit this host
 
     img = tmp_path / "host.elf"
     img.symlink_to(cap.image)
