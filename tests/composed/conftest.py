@@ -39,7 +39,7 @@ HOSTS = {
 if SLOW:
     HOSTS["pa52x"] = ("lime", [(11, "kaslr", S2Geometry(16384, 52, 0, oa_bits=52, ds=True)),
                                (12, "nokaslr", S2Geometry(4096, 52, 0, oa_bits=52, ds=True)),
-                               (13, "kaslr", S2Geometry(65536, 52, 2, oa_bits=52))], False, {"high_base": 0xF_FFFF_0000_0000})
+                               (13, "kaslr", S2Geometry(65536, 46, 2, oa_bits=52))], False, {"high_base": 0xF_FFFF_0000_0000})
 
 
 def _matrix():
