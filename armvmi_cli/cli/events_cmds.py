@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 import typer.core
 
-from .options import Events, Json, parse_int
+from .options import Events, Json, SessionOptions, image_command, parse_int
 
 Until = Annotated[Optional[int], typer.Option("--until", help="Replay only up to this sequence number (the registry as it was then).")]
 
@@ -198,31 +198,66 @@ def events_import(
     print(f"wrote {n} records to {out}")
 
 
+@image_command
 def vms(
+    opts: SessionOptions,
     target: Annotated[Path, typer.Argument(help="Memory image or event log (.smclog).", show_default=False)],
-    json_out: Json = False,
-    until: Until = None,
-    events_opt: Events = None,
     no_history: Annotated[bool, typer.Option("--no-history", help="Live VMs only.")] = False,
+    no_memory: Annotated[bool, typer.Option("--no-memory", help="Only the replayed registry: do not look for VMs in host memory.")] = False,
+    json_out: Json = False,
 ):
-    """The EL3 registry replayed from the event log: host record, live VMs (vm_id, slot, state, struct kvm VA,
-    VMID, stage-2 base and geometry, guest RAM, vCPUs with their TTBRs), history, and an anomaly summary.
-    Exit code 1 when anomalies were found."""
+    """The VMs: the EL3 registry replayed from the event log (host record, live VMs with vm_id, slot, state,
+    struct kvm VA, VMID, stage-2 base and geometry, guest RAM, vCPUs with their TTBRs, history, anomaly
+    summary) and, for an image, the VMs KVM holds in host memory (vm_list), with or without a log.
+    Exit code 1 when the log has anomalies or memory holds a VM the log does not."""
+    from ..errors import UsageError
     from ..firmware import report
     from ..firmware.replay import replay
+    from ..firmware.smclog import is_smclog
 
-    source, where = resolve_log(target, events_opt)
-    res = replay(source, until)
-    rows = report.registry_rows(res, history=not no_history)
+    is_log = target.is_file() and is_smclog(target)
+    res = where = None
+    try:
+        source, where = resolve_log(target, opts.events)
+        res = replay(source, opts.until)
+    except UsageError:
+        if is_log or opts.events is not None:
+            raise
+    rows = report.registry_rows(res, history=not no_history) if res is not None else []
+    mem_rows, mem_why = [], None
+    if not is_log and not no_memory:
+        from ..host.vms import try_host_vm_rows
+
+        session = opts.open(target)
+        mem_rows, mem_why = try_host_vm_rows(session, opts.host_system_map)
+    if res is None:
+        for r in mem_rows:
+            r["in_log"] = None  # no log to be in
+    if res is None and not mem_rows:
+        raise UsageError(f"{target}: no event log goes with it and no VM was found in its memory"
+                         + (f" ({mem_why})" if mem_why else ""))
+    hidden = [r for r in mem_rows if res is not None and not r["in_log"]]
     if json_out:
         from .render import print_json
 
-        print_json(report.json_safe({"log": where, "boot_id": str(res.header.boot_id), "host": report.host_row(res),
-                                     "vms": rows, "summary": report.anomaly_summary(res),
-                                     "anomalies": [a.as_dict() for a in res.anomalies]}))
+        doc = {"log": where, "vms": rows, "memory_vms": mem_rows, "memory_error": mem_why}
+        if res is not None:
+            doc.update(boot_id=str(res.header.boot_id), host=report.host_row(res), summary=report.anomaly_summary(res),
+                       anomalies=[a.as_dict() for a in res.anomalies])
+        print_json(report.json_safe(doc))
     else:
-        render_registry(res, rows, where)
-    if res.has_findings:
+        from .render import console
+        from .verify_cmds import render_memory_vms
+
+        if res is not None:
+            render_registry(res, rows, where)
+        else:
+            console().print("event log: none (VMs from host memory only)")
+        if mem_rows:
+            render_memory_vms(console(), mem_rows)
+        elif mem_why and not is_log and not no_memory:
+            console(stderr=True).print(f"VMs in host memory not listed: {mem_why}", markup=False)
+    if (res is not None and res.has_findings) or hidden:
         raise typer.Exit(1)
 
 

@@ -7,37 +7,30 @@ the command (start-up stays light).
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from .options import Events, HostSystemMap, Image, Isf, Json, PhysBase, Profile, SystemMap, parse_int
+from .options import Image, Json, SessionOptions, image_command
 
 SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "dim"}
 
 
+@image_command
 def verify(
+    opts: SessionOptions,
     image: Image,
-    events: Events = None,
-    system_map: SystemMap = None,
-    host_system_map: HostSystemMap = None,
-    profile: Profile = None,
-    isf: Isf = None,
-    phys_base: PhysBase = None,
     no_guests: Annotated[bool, typer.Option("--no-guests", help="Skip the guest-side checks (guest kernels' cross-views).")] = False,
-    until: Annotated[Optional[int], typer.Option("--until", help="Replay the event log only up to this sequence number.")] = None,
     json: Json = False,
 ):
     """Compare the event log's VMs with KVM's vm_list in host memory, VM by VM (hidden or phantom VMs,
     VTTBR/VTCR/struct kvm/RAM/vCPU disagreements, records after the capture, sequence gaps), and run the
     cross-views (task list vs PID IDR, sys_call_table) on the host and every guest.  Exit 1 on findings."""
     from ..host.verify import verify_report
-    from ..session import Session
     from .render import console, print_json
 
-    s = Session.open(image, events=events, system_map=list(system_map or []), profile=profile, isf=isf,
-                     phys_base=parse_int(phys_base, "--phys-base"), until=until)
-    rep = verify_report(s, host_system_map, guests=not no_guests)
+    s = opts.open(image)
+    rep = verify_report(s, opts.host_system_map, guests=not no_guests)
     if json:
         print_json({"image": str(image), "events": s.events_source or None, **rep.to_dict()})
     else:
@@ -83,7 +76,7 @@ def render_memory_vms(con, rows: list[dict]) -> None:
         ram = "-" if r["ram_base"] is None else f"{r['ram_base']:#x}+{r['ram_size']:#x}"
         t.add_row(r["label"] if r["vm_id"] is None else str(r["vm_id"]), f"{r['struct_kvm']:#x}", str(r["vmid"]),
                   f"{r['vttbr']:#x}", f"{r['vtcr']:#x}", f"{r['ipa_bits']}b L{r['start_level']}", ram,
-                  f"{r['vmm_pid']} {r['vmm_comm'] or '?'}", str(len(r["vcpus"])), "yes" if r["in_log"] else "NO")
+                  f"{r['vmm_pid']} {r['vmm_comm'] or '?'}", str(len(r["vcpus"])), "yes" if r["in_log"] else "-" if r["in_log"] is None else "NO")
     con.print(t)
     if rows:
         con.print(f"host: {'VHE' if rows[0]['vhe'] else 'nVHE' if rows[0]['vhe'] is False else 'VHE?'} "
