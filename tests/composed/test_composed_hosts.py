@@ -245,3 +245,44 @@ def test_pa52_host_really_uses_52_bit_addresses(env, captures):
             assert vm.stage2.base >> 48
     finally:
         s.close()
+
+
+def test_read_gva_gpa_and_hpa_agree(env, captures, capsys, tmp_path):
+    """The same guest bytes by GVA (two walks), GPA (stage 2) and at the HPA the composer chose."""
+    host = env("lime2")
+    vm = host.vms[0]
+    cap = _capture_of(host, vm.vm_id, captures)
+    gt = cap.ground_truth
+    gva = _system_map_symbol(cap.system_map, "init_task") + int(gt["kaslr"]["slide"], 16)
+    gpa = gva - int(gt["vmcoreinfo"]["NUMBER(kimage_voffset)"], 16)
+    got = {}
+    for flag, addr in (("--gva", "init_task"), ("--gpa", hex(gpa)), ("--hpa", hex(vm.hpa(gpa)))):
+        out = tmp_path / f"{flag[2:]}.bin"
+        rc, _out, err = _run(capsys, ["read", *_image_args(host), *_map_args(captures), "--vm", str(vm.vm_id), flag,
+                                      "-o", str(out), addr, "0x200"])
+        assert rc == 0, err
+        got[flag] = out.read_bytes()
+    assert got["--gva"] == got["--gpa"] == got["--hpa"] and len(got["--hpa"]) == 0x200
+    # and they are the capture's own bytes at that guest-physical address
+    from armvmi_cli.memory import open_image
+
+    with open_image(cap.image) as m:
+        assert m.read(gpa, 0x200) == got["--hpa"]
+
+
+def test_pstree_json_per_vm(env, captures, capsys):
+    host = env("elf3")
+    rc, out, err = _run(capsys, ["pstree", *_image_args(host), *_map_args(captures), "--json"])
+    assert rc == 0, err
+    trees = {v["vm"]: v["tree"] for v in json.loads(out)["vms"]}
+    assert sorted(trees) == [v.vm_id for v in host.vms]
+
+    def walk(nodes, parent, acc):
+        for n in nodes:
+            acc.add((n["pid"], parent))
+            walk(n["children"], n["pid"], acc)
+        return acc
+
+    for vm in host.vms:
+        gt = _capture_of(host, vm.vm_id, captures).ground_truth
+        assert walk(trees[vm.vm_id], 0, set()) == {(t["pid"], t["ppid"]) for t in gt["tasks"]}
