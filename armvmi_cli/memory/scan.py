@@ -33,6 +33,48 @@ def scan(layer, needle: bytes, ranges: Iterable[tuple[int, int]] | None = None, 
     if isinstance(layer, RecordingMemory):
         # A search is not a "use" of every page; only what is then read is.
         layer = layer.inner
+    if getattr(layer, "lower", None) is not None and hasattr(layer, "mappings"):
+        yield from _scan_translated(layer, needle, ranges, chunk)
+        return
+    yield from _scan_flat(layer, needle, ranges, chunk)
+
+
+def _scan_translated(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
+    """Search a translation layer (e.g. guest physical through stage 2) by
+    searching each contiguous run of the bottom layer directly, instead of
+    translating page by page; hits that straddle two runs are caught by
+    reading across each join through the layer itself."""
+    from ..mmu import bottom_mappings
+
+    bottom = layer
+    while getattr(bottom, "lower", None) is not None:
+        bottom = bottom.lower
+    overlap = max(len(needle) - 1, 0)
+    for start, end in ranges if ranges is not None else layer_ranges(layer):
+        prev_end = None
+        hits = []
+        for m in bottom_mappings(layer, start, end - 1):
+            lo, hi = max(m.va, start), min(m.va + m.size, end)
+            if lo >= hi:
+                continue
+            if overlap and prev_end == lo:  # two runs meet: look across the join
+                try:
+                    buf = layer.read(lo - overlap, 2 * overlap)
+                except ArmvmiError:
+                    buf = b""
+                i = buf.find(needle)
+                while i != -1 and i < overlap:
+                    if lo - overlap + i + len(needle) <= end:
+                        hits.append(lo - overlap + i)
+                    i = buf.find(needle, i + 1)
+            out = m.out + (lo - m.va)
+            hits += [lo + (a - out) for a in _scan_flat(bottom, needle, [(out, out + (hi - lo))], chunk)]
+            prev_end = hi
+            yield from sorted(hits)
+            hits = []
+
+
+def _scan_flat(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
     overlap = max(len(needle) - 1, 0)
     for start, end in ranges if ranges is not None else layer_ranges(layer):
         pos = start
