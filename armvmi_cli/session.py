@@ -217,7 +217,8 @@ class Session:
             ranges = _guest_ranges(vm)
         hints = self._facts_get(f"vmcoreinfo:{vm.label}") or []
         try:
-            cand = locate_kernel(vm.gphys, ranges, note, what=vm.label, hints=hints)
+            # A guest's own RAM (behind stage 2) holds one kernel: stop at the first.
+            cand = locate_kernel(vm.gphys, ranges, note, what=vm.label, hints=hints, first=vm.stage2 is not None)
         except SymbolError as no_vmcoreinfo:
             cand = self._locate_by_banner(vm, ranges, no_vmcoreinfo)
         vi = cand.vmcoreinfo
@@ -501,12 +502,13 @@ def _guest_ranges(vm: VM):
     stage 2 maps (KVM fills stage 2 lazily)."""
     from .memory.scan import layer_ranges
 
-    mapped = layer_ranges(vm.stage2)
     if vm.ram and vm.ram[1]:
         lo, hi = vm.ram[0], vm.ram[0] + vm.ram[1]
-        clipped = [(max(s, lo), min(e, hi)) for s, e in mapped if e > lo and s < hi]
-        return clipped or mapped
-    return mapped
+        # The scan walks stage 2 within the range itself; only check that the
+        # declared RAM is mapped at all (a lying log may name the wrong range).
+        if next(iter(vm.stage2.mappings(lo, hi - 1)), None) is not None:
+            return [(lo, hi)]
+    return layer_ranges(vm.stage2)
 
 
 def _utsname(kernel, vi):

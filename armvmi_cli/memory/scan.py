@@ -41,9 +41,10 @@ def scan(layer, needle: bytes, ranges: Iterable[tuple[int, int]] | None = None, 
 
 def _scan_translated(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
     """Search a translation layer (e.g. guest physical through stage 2) by
-    searching each contiguous run of the bottom layer directly, instead of
-    translating page by page; hits that straddle two runs are caught by
-    reading across each join through the layer itself."""
+    reading each run that is contiguous in the bottom layer directly, instead
+    of translating page by page.  The stream is in the layer's address order;
+    the last ``len(needle) - 1`` bytes are carried into the next read when it
+    continues the previous one, so a needle across a join is still found."""
     from ..mmu import bottom_mappings
 
     bottom = layer
@@ -51,27 +52,29 @@ def _scan_translated(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
         bottom = bottom.lower
     overlap = max(len(needle) - 1, 0)
     for start, end in ranges if ranges is not None else layer_ranges(layer):
-        prev_end = None
-        hits = []
+        carry, carry_end = b"", None
         for m in bottom_mappings(layer, start, end - 1):
             lo, hi = max(m.va, start), min(m.va + m.size, end)
-            if lo >= hi:
-                continue
-            if overlap and prev_end == lo:  # two runs meet: look across the join
+            pos = lo
+            while pos < hi:
+                n = min(chunk, hi - pos)
                 try:
-                    buf = layer.read(lo - overlap, 2 * overlap)
+                    buf = bottom.read(m.out + (pos - m.va), n)
                 except ArmvmiError:
-                    buf = b""
-                i = buf.find(needle)
-                while i != -1 and i < overlap:
-                    if lo - overlap + i + len(needle) <= end:
-                        hits.append(lo - overlap + i)
-                    i = buf.find(needle, i + 1)
-            out = m.out + (lo - m.va)
-            hits += [lo + (a - out) for a in _scan_flat(bottom, needle, [(out, out + (hi - lo))], chunk)]
-            prev_end = hi
-            yield from sorted(hits)
-            hits = []
+                    carry, carry_end = b"", None
+                    pos += n
+                    continue
+                if carry_end != pos:
+                    carry = b""
+                data = carry + buf if carry else buf
+                base = pos - len(carry)
+                i = data.find(needle)
+                while i != -1:
+                    yield base + i
+                    i = data.find(needle, i + 1)
+                carry = data[-overlap:] if overlap else b""  # shorter than the needle: no hit is found twice
+                pos += n
+                carry_end = pos
 
 
 def _scan_flat(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:

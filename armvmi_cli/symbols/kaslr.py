@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ArmvmiError, SymbolError
-from .vmcoreinfo import VmcoreInfo, parse, scan_memory
+from .vmcoreinfo import VmcoreInfo, iter_memory, parse
 
 
 @dataclass
@@ -79,12 +79,15 @@ def _at(layer, addr: int) -> VmcoreInfo | None:
     return info if info.complete else None
 
 
-def find_kernels(layer, ranges=None, note: dict | None = None, hints=()) -> list[KernelCandidate]:
+def find_kernels(layer, ranges=None, note: dict | None = None, hints=(), first: bool = False) -> list[KernelCandidate]:
     """Every kernel whose VMCOREINFO is in ``layer`` and whose page tables live
     in ``layer`` (confirmed candidates first).
 
     ``hints`` are addresses where VMCOREINFO text was found before (a cache):
     when one still holds a confirmed kernel, the full-memory scan is skipped.
+    With ``first``, the search stops at the first confirmed kernel (a guest's
+    own RAM holds one kernel; a host's holds its guests' texts too, so the
+    host search must see them all).
     """
     infos: list[VmcoreInfo] = []
     if note:
@@ -95,10 +98,11 @@ def find_kernels(layer, ranges=None, note: dict | None = None, hints=()) -> list
         if any(c.confirmed for c in cands):
             cands.sort(key=lambda c: not c.confirmed)
             return cands
-    infos += scan_memory(layer, ranges)
+    import itertools
+
     out = []
     seen = set()
-    for info in infos:
+    for info in itertools.chain(infos, iter_memory(layer, ranges)):
         if not info.complete:
             continue
         key = (info.symbol("swapper_pg_dir"), info.kimage_voffset)
@@ -106,12 +110,15 @@ def find_kernels(layer, ranges=None, note: dict | None = None, hints=()) -> list
             continue
         seen.add(key)
         out.append(_confirm(layer, info))
+        if first and out[-1].confirmed:
+            break
     out.sort(key=lambda c: not c.confirmed)
     return out
 
 
-def locate_kernel(layer, ranges=None, note: dict | None = None, what: str = "memory", hints=()) -> KernelCandidate:
-    cands = find_kernels(layer, ranges, note, hints)
+def locate_kernel(layer, ranges=None, note: dict | None = None, what: str = "memory", hints=(),
+                  first: bool = False) -> KernelCandidate:
+    cands = find_kernels(layer, ranges, note, hints, first)
     good = [c for c in cands if c.confirmed]
     if not good:
         if cands:

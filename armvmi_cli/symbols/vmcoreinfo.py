@@ -94,6 +94,24 @@ class VmcoreInfo:
         return None not in (self.symbol("swapper_pg_dir"), self.kimage_voffset, self.page_size)
 
 
+def iter_memory(layer, ranges=None, limit: int = 64):
+    """Each complete, distinct VMCOREINFO text in ``layer``, in address order,
+    as it is found (a caller that needs only one stops the search early)."""
+    seen: set[tuple] = set()
+    for addr in scan(layer, ANCHOR, ranges):
+        text = read_cstring(layer, addr, 8192)
+        info = VmcoreInfo(parse(text), address=addr, source=f"VMCOREINFO text in memory at {addr:#x}")
+        if not info.complete:
+            continue  # the printf format string "OSRELEASE=%s", a torn copy ...
+        key = tuple(sorted(info.raw.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        yield info
+        if len(seen) >= limit:
+            return
+
+
 def scan_memory(layer, ranges=None, limit: int = 64) -> list[VmcoreInfo]:
     """Every complete, distinct VMCOREINFO text in ``layer``.
 
@@ -101,14 +119,4 @@ def scan_memory(layer, ranges=None, limit: int = 64) -> list[VmcoreInfo]:
     more than one distinct result is normal; the caller picks by checking
     each against the page tables.
     """
-    seen: dict[tuple, VmcoreInfo] = {}
-    for addr in scan(layer, ANCHOR, ranges):
-        text = read_cstring(layer, addr, 8192)
-        info = VmcoreInfo(parse(text), address=addr, source=f"VMCOREINFO text in memory at {addr:#x}")
-        if not info.complete:
-            continue  # the printf format string "OSRELEASE=%s", a torn copy ...
-        key = tuple(sorted(info.raw.items()))
-        seen.setdefault(key, info)
-        if len(seen) >= limit:
-            break
-    return list(seen.values())
+    return list(iter_memory(layer, ranges, limit))
