@@ -358,18 +358,16 @@ def symbols(
         else:
             print(f"{va:#x} = {hit[0]}+{hit[1]:#x}" if hit else f"{va:#x}: no symbol")
         raise typer.Exit(0 if hit else int(ExitCode.NOT_FOUND))
-    rows = []
-    slide = k.symbol_slide
-    entries = k.symbols.grep(grep) if grep else list(k.symbols)
-    for a, t, name in entries:
-        rows.append({"address": f"{(a + slide) & 0xFFFFFFFFFFFFFFFF:#018x}", "type": t, "name": name})
+    from ..symbols.system_map import symbol_rows
+
+    rows = symbol_rows(k.symbols, grep, k.symbol_slide)
     if json:
         for r in rows:
-            render.print_jsonl(r)
-        return
-    out = sys.stdout
-    for r in rows:
-        out.write(f"{r['address'][2:]} {r['type']} {r['name']}\n")
+            render.print_jsonl({"address": f"{r[0]:#018x}", "type": r[1], "name": r[2]})
+    else:
+        sys.stdout.writelines(f"{r[0]:016x} {r[1]} {r[2]}\n" for r in rows)
+    if grep and not rows:
+        raise typer.Exit(int(ExitCode.NOT_FOUND))
 
 
 def register(app: typer.Typer) -> None:

@@ -19,9 +19,16 @@ from .smclog import LogHeader, Record, build_log, make_record, write_log
 from .vmi_service import (DRIVER_INIT, PSCI_VERSION, VM_CREATE, VM_DESTROY, VM_MIGRATION, VM_RUN_CHANGE,
                           VMI_EVENT_FAST, VMI_EVENT_YIELD, VMI_GET_INFORMATION)
 
-# Plausible defaults (4K granule, 40-bit IPA starting at level 1 with 2 concatenated tables)
-DEFAULT_VTCR = 0x80243558
-DEFAULT_TCR = 0x500074B5503510
+# Synthetic defaults, composed from the register fields (not taken from any capture):
+# stage 2 with a 4K granule, 40-bit IPA starting at level 1 (2 concatenated tables), 40-bit PA,
+# write-back inner-shareable walks; stage 1 with 4K granules and 48-bit VAs in both halves, ASID from
+# TTBR1 (TCR.A1, as Linux sets it).
+DEFAULT_VTCR = (1 << 31) | (0b010 << 16) | (0b00 << 14) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | (1 << 6) | (64 - 40)
+DEFAULT_TCR = (0b101 << 32) | (0b10 << 30) | (0b11 << 28) | (0b01 << 26) | (0b01 << 24) | (1 << 22) | ((64 - 48) << 16) \
+    | (0b00 << 14) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | (64 - 48)
+_PAGE_OFFSET_48 = (-(1 << 48)) & 0xFFFF_FFFF_FFFF_FFFF  # start of the linear map with 48-bit VAs
+_KIMAGE_VADDR = 0xFFFF_8000_0800_0000  # where arm64 links the kernel image (48-bit VAs)
+_RAM = 0x8000_0000
 
 
 class LogBuilder:
@@ -52,18 +59,20 @@ class LogBuilder:
         self.crcs[len(self.records) - 1] = crc
 
     # ---- the spec's events ---------------------------------------------------------------------------
-    def driver_init(self, phys_offset=0xFFFF94B280000000, page_offset=0xFFFF000000000000,
-                    kimage_voffset=0xFFFFA4C0B8200000, ttbr1=0x42000041858000, tcr=DEFAULT_TCR, vhe=False, **kw):
+    def driver_init(self, phys_offset=_RAM, page_offset=_PAGE_OFFSET_48,
+                    kimage_voffset=_KIMAGE_VADDR - _RAM, ttbr1=_RAM + 0x0100_0000, tcr=DEFAULT_TCR, vhe=False, **kw):
         return self.smc(VMI_EVENT_FAST, DRIVER_INIT, phys_offset, page_offset, kimage_voffset, ttbr1, tcr, int(vhe), **kw)
 
-    def vm_create(self, vm_id, kvm_va=0xFFFF6B4DC3116000, vttbr=None, vtcr=DEFAULT_VTCR, ram_base=0x40000000,
+    def vm_create(self, vm_id, kvm_va=None, vttbr=None, vtcr=DEFAULT_VTCR, ram_base=0x40000000,
                   ram_size=128 << 20, fast=False, **kw):
+        if kvm_va is None:  # a linear-map address, distinct per VM
+            kvm_va = _PAGE_OFFSET_48 + 0x0200_0000 + (vm_id << 16)
         if vttbr is None:
             vttbr = (vm_id & 0xFF) << 48 | (0x43000000 + (vm_id << 16))
         return self.smc(VMI_EVENT_FAST if fast else VMI_EVENT_YIELD, VM_CREATE, vm_id, kvm_va, vttbr, vtcr, ram_base,
                         ram_size, **kw)
 
-    def vm_run_change(self, vm_id, vcpu=0, ttbr0=0x43471000, ttbr1=0x2D000041856000, tcr=DEFAULT_TCR, run_state=1,
+    def vm_run_change(self, vm_id, vcpu=0, ttbr0=0x4400_0000, ttbr1=(1 << 48) | 0x4100_0000, tcr=DEFAULT_TCR, run_state=1,
                       fast=False, **kw):
         return self.smc(VMI_EVENT_FAST if fast else VMI_EVENT_YIELD, VM_RUN_CHANGE, vm_id, vcpu, ttbr0, ttbr1, tcr,
                         run_state, **kw)

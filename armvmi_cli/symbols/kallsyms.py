@@ -54,6 +54,8 @@ MIN_ENTRY, MAX_ENTRY = 2, 2 + 512  # ... and at most KSYM_NAME_LEN tokens
 TYPE_CHARS = frozenset(b"AaBbCcDdGgiIlNnpRrSsTtUuVvWw?-")
 _NAME_OK = re.compile(rb"[\x21-\x7e]+\Z")
 
+MASK64 = (1 << 64) - 1
+
 
 def _align8(x: int) -> int:
     return (x + 7) & ~7
@@ -149,7 +151,7 @@ class KallsymsTable:
         code that applies the KASLR slide itself."""
         from .system_map import SystemMap
 
-        m = SystemMap(((a - slide) & 0xFFFFFFFFFFFFFFFF, t, n) for a, t, n in self.symbols)
+        m = SystemMap(((a - slide) & MASK64, t, n) for a, t, n in self.symbols)
         m.source = "kallsyms"
         return m
 

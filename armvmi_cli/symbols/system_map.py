@@ -30,6 +30,8 @@ REQUIRED = ("_text", "_stext", "_etext", "_end")
 # nm types that are not addresses in the kernel image (absolute, undefined).
 _NOT_ADDRESSES = frozenset("AaUwv")
 
+MASK64 = (1 << 64) - 1
+
 
 class Symbol(NamedTuple):
     address: int
@@ -255,6 +257,6 @@ def symbol_rows(symbolmap: SystemMap, pattern: str | None, slide: int = 0) -> li
     items = symbolmap.grep(pattern) if pattern else list(symbolmap)
     rows = []
     for a, t, n in items:
-        slid = a if t in _NOT_ADDRESSES else (a + slide) & 0xFFFFFFFFFFFFFFFF
+        slid = a if t in _NOT_ADDRESSES else (a + slide) & MASK64
         rows.append(SymbolRow(slid, t, n, a))
     return rows

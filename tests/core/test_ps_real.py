@@ -58,3 +58,17 @@ def test_wrong_system_map_is_refused(kaslr_capture, nokaslr_capture, tmp_path, m
     assert rc == 2
     assert "6.1.0-56-cloud-arm64" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_symbols_are_shown_slid(kaslr_capture, tmp_path, monkeypatch, capsys):
+    from armvmi_cli.symbols.system_map import SystemMap
+
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    slide = int(kaslr_capture.ground_truth["kaslr"]["slide"], 16)
+    sm = SystemMap.load(kaslr_capture.system_map)
+    rc = main(["symbols", str(kaslr_capture.image), "-m", str(kaslr_capture.system_map), "--grep", "^(init_task|schedule)$", "--json"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rc == 0
+    assert {r["name"]: int(r["address"], 16) for r in rows} == {n: sm.address(n) + slide for n in ("init_task", "schedule")}
+    rc = main(["symbols", str(kaslr_capture.image), "-m", str(kaslr_capture.system_map), "--address", hex(sm.address("schedule") + slide + 4)])
+    assert rc == 0 and "schedule+0x4" in capsys.readouterr().out
