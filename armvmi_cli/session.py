@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .errors import ArmvmiError, ProfileMismatchError, SymbolError, UsageError
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("ARMVMI_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "armvmi")
-    return Path(base)
+from .symbols.resolve import (KallsymsWithVmcoreinfo, btf_types, cache_dir, kernel_image_ranges, map_fits,
+                              profile_matches, utsname)
 
 
 @dataclass
@@ -239,7 +235,7 @@ class Session:
         )
         kernel = Kernel(cand.stage1, None, None, info, name=vm.label)
         kernel.vmcoreinfo = vi
-        uts = _utsname(kernel, vi)
+        uts = utsname(kernel, vi)
         symbols = self._pick_symbols(kernel, vi, uts)
         kernel.symbols = symbols
         if symbols is not None and symbols.address("linux_banner") is not None:
@@ -252,7 +248,7 @@ class Session:
         if info.banner is None and uts:
             info.banner = f"Linux version {uts[0]} {uts[1]}"
         kernel.types = self._load_types(kernel)
-        if isinstance(symbols, _KallsymsWithVmcoreinfo) and symbols.address("init_task") is None:
+        if isinstance(symbols, KallsymsWithVmcoreinfo) and symbols.address("init_task") is None:
             symbols.find_init_task(kernel)
         return kernel
 
@@ -267,7 +263,7 @@ class Session:
         import hashlib
 
         key = f"{os.path.abspath(os.fspath(self.image_path))}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
-        return _cache_dir() / "images" / (hashlib.sha1(key.encode()).hexdigest() + ".json")
+        return cache_dir() / "images" / (hashlib.sha1(key.encode()).hexdigest() + ".json")
 
     def _facts_get(self, key):
         import json
@@ -323,13 +319,11 @@ class Session:
         raise SymbolError(f"{why}; and by banner: {'; '.join(errors)}")
 
     def _pick_symbols(self, kernel, vi, uts):
-        from .symbols.system_map import SystemMap
-
         info = kernel.info
         tried = []
         for path in self.symopts.system_maps:
             sm = self._load_map(path)
-            ok, why = _map_fits(sm, vi)
+            ok, why = map_fits(sm, vi)
             if ok:
                 info.symbols_source = f"System.map {path}"
                 self._maps_used.add(path)
@@ -346,7 +340,7 @@ class Session:
         prof = self._find_profile(vi, uts)
         if prof is not None:
             sm = prof.system_map() if callable(getattr(prof, "system_map", None)) else prof.system_map
-            ok, why = _map_fits(sm, vi)
+            ok, why = map_fits(sm, vi)
             if not ok:
                 raise ProfileMismatchError(f"profile {prof.name} does not fit {kernel.name} ({why})")
             info.symbols_source = f"profile {prof.name}"
@@ -356,7 +350,7 @@ class Session:
         ks = self.kallsyms(kernel.vmem.lower, vi)
         info.symbols_source = f"kallsyms recovered from memory ({len(ks)} symbols)"
         info.notes.append("kallsyms holds functions only on kernels without CONFIG_KALLSYMS_ALL; data symbols come from VMCOREINFO and structure scans")
-        return _KallsymsWithVmcoreinfo(ks, vi, kernel)
+        return KallsymsWithVmcoreinfo(ks, vi, kernel)
 
     def kallsyms(self, phys, vi):
         """The kallsyms table of the kernel VMCOREINFO describes, recovered
@@ -367,7 +361,7 @@ class Session:
         key = (id(phys), vi.symbol("_stext"))
         cache = self.__dict__.setdefault("_kallsyms", {})
         if key not in cache:
-            cache[key] = recover_kallsyms(phys, _kernel_image_ranges(phys, vi), prefer=vi.symbol("_stext"))
+            cache[key] = recover_kallsyms(phys, kernel_image_ranges(phys, vi), prefer=vi.symbol("_stext"))
         return cache[key]
 
     def unused_system_maps(self) -> list[str]:
@@ -393,7 +387,7 @@ class Session:
         if self.symopts.profile:
             return profiles.load_profile(self.symopts.profile)
         for prof in profiles.find_profiles():
-            if _profile_matches(prof, vi, uts):
+            if profile_matches(prof, vi, uts):
                 return prof
         return None
 
@@ -412,67 +406,7 @@ class Session:
             if tm is not None:
                 info.types_source = f"profile {prof.name}"
                 return tm
-        return _btf_types(kernel, self.symopts.use_cache)
-
-
-class _KallsymsWithVmcoreinfo:
-    """kallsyms (runtime addresses) plus the data symbols VMCOREINFO names
-    and ``init_task`` found by structure, as one symbol table."""
-
-    runtime_addresses = True
-
-    def __init__(self, ks, vi, kernel):
-        self.ks = ks
-        self.extra = {}
-        for k in vi.raw:
-            if k.startswith("SYMBOL(") and k.endswith(")"):
-                self.extra[k[7:-1]] = vi.symbol(k[7:-1])
-        self.kernel = kernel
-
-    def address(self, name):
-        a = self.extra.get(name)
-        return a if a is not None else self.ks.address(name)
-
-    def find_init_task(self, kernel):
-        """init_task is data: not in kallsyms without KALLSYMS_ALL. Find it
-        by structure in the kernel image (pid 0, real_parent == self, a tasks
-        list whose neighbours link back)."""
-        from .symbols.init_task import find_init_task
-
-        vi = kernel.vmcoreinfo
-        start = vi.symbol("_stext")
-        offsets = {k: kernel.offsetof("task_struct", k) for k in ("comm", "tasks", "real_parent", "pid", "tgid")}
-        va = find_init_task(kernel.read, [(start, start + _KERNEL_IMAGE_MAX)], offsets)
-        self.extra["init_task"] = va
-        kernel.info.notes.append(f"init_task located by structure at {va:#x}")
-
-    def lookup(self, addr):
-        return self.ks.lookup(addr)
-
-    def grep(self, pattern):
-        return self.ks.grep(pattern)
-
-    def __len__(self):
-        return len(self.ks) + len(self.extra)
-
-    def __iter__(self):
-        return iter(self.ks)
-
-
-_KERNEL_IMAGE_MAX = 128 << 20  # generous bound on an arm64 kernel image's size
-
-
-def _kernel_image_ranges(phys, vi):
-    """Physical runs that can hold the kernel image (from _stext's physical
-    address), so scans for its tables don't read all of RAM."""
-    from .memory.scan import layer_ranges
-
-    stext = vi.symbol("_stext")
-    if stext is None or vi.kimage_voffset is None:
-        return None
-    lo = ((stext - vi.kimage_voffset) & 0xFFFF_FFFF_FFFF_FFFF) - (2 << 20)
-    hi = lo + _KERNEL_IMAGE_MAX
-    return [(max(s, lo), min(e, hi)) for s, e in layer_ranges(phys) if e > lo and s < hi]
+        return btf_types(kernel, self.symopts.use_cache)
 
 
 def _int_or_none(text):
@@ -511,94 +445,3 @@ def _guest_ranges(vm: VM):
     return layer_ranges(vm.stage2)
 
 
-def _utsname(kernel, vi):
-    """(release, version) from init_uts_ns, located through VMCOREINFO."""
-    addr = vi.symbol("init_uts_ns")
-    if addr is None:
-        return None
-    off = vi.offset("uts_namespace.name") or 0
-    try:
-        raw = kernel.read(addr + off, 65 * 4)
-    except ArmvmiError:
-        return None
-    field = lambda i: raw[65 * i : 65 * (i + 1)].split(b"\0", 1)[0].decode("latin-1")  # noqa: E731
-    return field(2), field(3)
-
-
-def _map_fits(sm, vi) -> tuple[bool, str]:
-    """Does this System.map describe the kernel VMCOREINFO speaks of?"""
-    slide = vi.kaslr_offset or 0
-    checked = 0
-    for name in ("_stext", "init_uts_ns", "swapper_pg_dir", "node_online_map"):
-        want = vi.symbol(name)
-        have = sm.address(name)
-        if want is None or have is None:
-            continue
-        checked += 1
-        if (have + slide) & 0xFFFF_FFFF_FFFF_FFFF != want:
-            return False, f"its {name} is {have:#x}+slide {slide:#x}, memory has it at {want:#x}"
-    if not checked:
-        return False, "it shares no symbol with the image's VMCOREINFO"
-    return True, ""
-
-
-def _profile_matches(prof, vi, uts) -> bool:
-    banner = getattr(prof, "banner", None) or ""
-    release = getattr(prof, "release", None)
-    if vi.release and release and release != vi.release:
-        return False
-    if uts and banner and uts[1] and uts[1] not in banner:
-        return False
-    return bool(release or banner)
-
-
-def _btf_types(kernel, use_cache: bool):
-    """The kernel's own BTF (CONFIG_DEBUG_INFO_BTF), read through its page
-    tables; parsed once per build id and cached."""
-    import pickle
-
-    from .symbols.btf import parse_btf
-
-    info = kernel.info
-    cache = None
-    if use_cache and info.build_id:
-        cache = _cache_dir() / "btf" / f"{info.build_id}.pickle"
-        if cache.exists():
-            try:
-                with open(cache, "rb") as f:
-                    tm = pickle.load(f)
-                info.types_source = f"BTF in memory (cached {cache})"
-                return tm
-            except Exception:  # a stale or foreign cache file: rebuild it
-                pass
-    try:
-        start, stop = kernel.symbol("__start_BTF"), kernel.symbol("__stop_BTF")
-        if not 0 < stop - start < (256 << 20):
-            raise SymbolError(f"{kernel.name}: implausible BTF bounds {start:#x}-{stop:#x}")
-        data = kernel.read(start, stop - start)
-        where = f"at {start:#x}"
-    except SymbolError:
-        # No data symbols (kallsyms without KALLSYMS_ALL): find it by its header.
-        from .symbols.btf_locate import locate_btf
-
-        phys = kernel.vmem.lower
-        found = locate_btf(phys, _kernel_image_ranges(phys, kernel.vmcoreinfo))
-        if found is None:
-            raise SymbolError(
-                f"{kernel.name}: no BTF in the kernel image (CONFIG_DEBUG_INFO_BTF off?); give --isf or a profile with types"
-            ) from None
-        pa, size = found
-        data = phys.read(pa, size)
-        where = f"found by its header at physical {pa:#x}"
-    tm = parse_btf(data)
-    info.types_source = f"BTF in memory ({len(data)} bytes {where})"
-    if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".tmp{os.getpid()}")
-            with open(tmp, "wb") as f:
-                pickle.dump(tm, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, cache)
-        except Exception:
-            pass  # caching is an optimisation; a read-only home must not fail the command
-    return tm

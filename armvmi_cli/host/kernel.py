@@ -91,7 +91,7 @@ def host_kernel(session, host_system_map=None) -> HostKernel:
 
 def _locate(session, host_system_map) -> HostKernel:
     from ..linux.kernel import Kernel, KernelInfo
-    from ..session import _btf_types, _utsname
+    from ..symbols.resolve import btf_types, utsname
     from ..symbols.kaslr import find_kernels
 
     mem = session.memory
@@ -113,14 +113,14 @@ def _locate(session, host_system_map) -> HostKernel:
                                      "swapper_pg_dir (from the host's VMCOREINFO)")
     kernel = Kernel(cand.stage1, None, None, info, name="host")
     kernel.vmcoreinfo = vi
-    uts = _utsname(kernel, vi)
+    uts = utsname(kernel, vi)
     if uts:
         info.banner = f"Linux version {uts[0]} {uts[1]}"
     kernel.symbols = _host_symbols(session, kernel, vi, host_system_map, uts)
-    kernel.types = _btf_types(kernel, session.symopts.use_cache)
-    from ..session import _KallsymsWithVmcoreinfo
+    kernel.types = btf_types(kernel, session.symopts.use_cache)
+    from ..symbols.resolve import KallsymsWithVmcoreinfo
 
-    if isinstance(kernel.symbols, _KallsymsWithVmcoreinfo) and kernel.symbols.address("init_task") is None:
+    if isinstance(kernel.symbols, KallsymsWithVmcoreinfo) and kernel.symbols.address("init_task") is None:
         try:
             kernel.symbols.find_init_task(kernel)
         except SymbolError as e:
@@ -147,26 +147,26 @@ def _memstart(kernel, vi) -> tuple[int, str]:
 def _host_symbols(session, kernel, vi, host_system_map, uts=None):
     """--host-system-map, else a guest --system-map that fits the host, else a
     profile matching its banner, else kallsyms."""
-    from ..session import _KallsymsWithVmcoreinfo, _map_fits
+    from ..symbols.resolve import KallsymsWithVmcoreinfo, map_fits
 
     info = kernel.info
     if host_system_map is not None:
         sm = session._load_map(str(host_system_map))
-        ok, why = _map_fits(sm, vi)
+        ok, why = map_fits(sm, vi)
         if not ok:
             raise ProfileMismatchError(f"--host-system-map {host_system_map} does not fit the host kernel {vi.release}: {why}")
         info.symbols_source = f"System.map {host_system_map}"
         return sm
     for path in session.symopts.system_maps:
         sm = session._load_map(path)
-        if _map_fits(sm, vi)[0]:
+        if map_fits(sm, vi)[0]:
             info.symbols_source = f"System.map {path} (the guests' map also fits the host)"
             session._maps_used.add(path)
             return sm
     prof = session._find_profile(vi, uts) if not session.symopts.profile else None
-    if prof is not None and _map_fits(prof.system_map, vi)[0]:
+    if prof is not None and map_fits(prof.system_map, vi)[0]:
         info.symbols_source = f"profile {prof.name}"
         return prof.system_map
     ks = session.kallsyms(session.memory, vi)
     info.symbols_source = f"kallsyms recovered from host memory ({len(ks)} symbols)"
-    return _KallsymsWithVmcoreinfo(ks, vi, kernel)
+    return KallsymsWithVmcoreinfo(ks, vi, kernel)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import SymbolError
-from .object import Object, strip
+from .object import Object
 
 
 @dataclass

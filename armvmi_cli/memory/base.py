@@ -9,7 +9,7 @@ translation layers in :mod:`armvmi_cli.mmu` expose the same ``read`` /
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ImageFormatError, MemoryReadError
 

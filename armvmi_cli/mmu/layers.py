@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterator, NamedTuple
 
-from ..errors import MemoryReadError, TranslationFault, UsageError
+from ..errors import TranslationFault, UsageError
 from .descriptor import Attrs
 from .geometry import (
     Geometry,

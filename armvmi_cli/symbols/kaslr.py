@@ -17,7 +17,7 @@ the CPU's TTBR1 may point at the trampoline tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ArmvmiError, SymbolError
 from .vmcoreinfo import VmcoreInfo, iter_memory, parse

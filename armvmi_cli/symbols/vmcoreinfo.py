@@ -9,7 +9,7 @@ VA_BITS, ``kimage_voffset``, ``PHYS_OFFSET``, the KASLR offset and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..memory.scan import read_cstring, scan
 

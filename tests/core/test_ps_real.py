@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 import armvmi_cli
 from armvmi_cli.cli.app import main

@@ -9,7 +9,7 @@ from armvmi_cli.errors import LogFormatError
 from armvmi_cli.firmware.anomaly import Anomaly
 from armvmi_cli.firmware.builder import LogBuilder
 from armvmi_cli.firmware.replay import Replay, replay
-from armvmi_cli.firmware.smclog import Corrupt, LogHeader, Record, SmcLogReader, build_log, make_record
+from armvmi_cli.firmware.smclog import Corrupt, LogHeader, Record, SmcLogReader, make_record
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

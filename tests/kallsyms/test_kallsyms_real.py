@@ -3,7 +3,6 @@ symbol for symbol, for every symbol kallsyms holds."""
 
 from __future__ import annotations
 
-import pytest
 
 from armvmi_cli.memory import open_image
 from armvmi_cli.symbols.kallsyms import find_kallsyms_tables, recover_kallsyms

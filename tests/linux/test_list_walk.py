@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 
 from armvmi_cli.errors import MemoryReadError
 from armvmi_cli.linux.list import ListWalk, list_nodes

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from armvmi_cli.errors import SymbolError
 from armvmi_cli.symbols.btf import BtfSource, btf_kind_counts, parse_btf
-from armvmi_cli.symbols.types import ArrayType, EnumType, FuncProto, FuncType, FwdType, IntType, PointerType, QualifiedType, StructType, TypedefType
+from armvmi_cli.symbols.types import ArrayType, EnumType, FuncProto, FuncType, FwdType, IntType, PointerType, QualifiedType, TypedefType
 
 from .btfgen import BtfWriter, sample
 

@@ -1,0 +1,171 @@
+"""How a kernel's symbols and types are chosen and checked, once the kernel
+is located: a System.map that fits (checked against the kernel's own
+VMCOREINFO), a profile picked by banner, or the kernel's own kallsyms; types
+from BTF read out of memory (cached by build id).  Used for guest kernels
+(:mod:`armvmi_cli.session`) and the host kernel (:mod:`armvmi_cli.host`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ArmvmiError, SymbolError
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("ARMVMI_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "armvmi")
+    return Path(base)
+
+
+KERNEL_IMAGE_MAX = 128 << 20  # generous bound on an arm64 kernel image's size
+
+
+def kernel_image_ranges(phys, vi):
+    """Physical runs that can hold the kernel image (from _stext's physical
+    address), so scans for its tables don't read all of RAM."""
+    from ..memory.scan import layer_ranges
+
+    stext = vi.symbol("_stext")
+    if stext is None or vi.kimage_voffset is None:
+        return None
+    lo = ((stext - vi.kimage_voffset) & 0xFFFF_FFFF_FFFF_FFFF) - (2 << 20)
+    hi = lo + KERNEL_IMAGE_MAX
+    return [(max(s, lo), min(e, hi)) for s, e in layer_ranges(phys) if e > lo and s < hi]
+
+
+def utsname(kernel, vi):
+    """(release, version) from init_uts_ns, located through VMCOREINFO."""
+    addr = vi.symbol("init_uts_ns")
+    if addr is None:
+        return None
+    off = vi.offset("uts_namespace.name") or 0
+    try:
+        raw = kernel.read(addr + off, 65 * 4)
+    except ArmvmiError:
+        return None
+    field = lambda i: raw[65 * i : 65 * (i + 1)].split(b"\0", 1)[0].decode("latin-1")  # noqa: E731
+    return field(2), field(3)
+
+
+def map_fits(sm, vi) -> tuple[bool, str]:
+    """Does this System.map describe the kernel VMCOREINFO speaks of?"""
+    slide = vi.kaslr_offset or 0
+    checked = 0
+    for name in ("_stext", "init_uts_ns", "swapper_pg_dir", "node_online_map"):
+        want = vi.symbol(name)
+        have = sm.address(name)
+        if want is None or have is None:
+            continue
+        checked += 1
+        if (have + slide) & 0xFFFF_FFFF_FFFF_FFFF != want:
+            return False, f"its {name} is {have:#x}+slide {slide:#x}, memory has it at {want:#x}"
+    if not checked:
+        return False, "it shares no symbol with the image's VMCOREINFO"
+    return True, ""
+
+
+def profile_matches(prof, vi, uts) -> bool:
+    banner = getattr(prof, "banner", None) or ""
+    release = getattr(prof, "release", None)
+    if vi.release and release and release != vi.release:
+        return False
+    if uts and banner and uts[1] and uts[1] not in banner:
+        return False
+    return bool(release or banner)
+
+
+class KallsymsWithVmcoreinfo:
+    """kallsyms (runtime addresses) plus the data symbols VMCOREINFO names
+    and ``init_task`` found by structure, as one symbol table."""
+
+    runtime_addresses = True
+
+    def __init__(self, ks, vi, kernel):
+        self.ks = ks
+        self.extra = {}
+        for k in vi.raw:
+            if k.startswith("SYMBOL(") and k.endswith(")"):
+                self.extra[k[7:-1]] = vi.symbol(k[7:-1])
+        self.kernel = kernel
+
+    def address(self, name):
+        a = self.extra.get(name)
+        return a if a is not None else self.ks.address(name)
+
+    def find_init_task(self, kernel):
+        """init_task is data: not in kallsyms without KALLSYMS_ALL. Find it
+        by structure in the kernel image (pid 0, real_parent == self, a tasks
+        list whose neighbours link back)."""
+        from .init_task import find_init_task
+
+        vi = kernel.vmcoreinfo
+        start = vi.symbol("_stext")
+        offsets = {k: kernel.offsetof("task_struct", k) for k in ("comm", "tasks", "real_parent", "pid", "tgid")}
+        va = find_init_task(kernel.read, [(start, start + KERNEL_IMAGE_MAX)], offsets)
+        self.extra["init_task"] = va
+        kernel.info.notes.append(f"init_task located by structure at {va:#x}")
+
+    def lookup(self, addr):
+        return self.ks.lookup(addr)
+
+    def grep(self, pattern):
+        return self.ks.grep(pattern)
+
+    def __len__(self):
+        return len(self.ks) + len(self.extra)
+
+    def __iter__(self):
+        return iter(self.ks)
+
+
+def btf_types(kernel, use_cache: bool):
+    """The kernel's own BTF (CONFIG_DEBUG_INFO_BTF), read through its page
+    tables; parsed once per build id and cached."""
+    import pickle
+
+    from .btf import parse_btf
+
+    info = kernel.info
+    cache = None
+    if use_cache and info.build_id:
+        cache = cache_dir() / "btf" / f"{info.build_id}.pickle"
+        if cache.exists():
+            try:
+                with open(cache, "rb") as f:
+                    tm = pickle.load(f)
+                info.types_source = f"BTF in memory (cached {cache})"
+                return tm
+            except Exception:  # a stale or foreign cache file: rebuild it
+                pass
+    try:
+        start, stop = kernel.symbol("__start_BTF"), kernel.symbol("__stop_BTF")
+        if not 0 < stop - start < (256 << 20):
+            raise SymbolError(f"{kernel.name}: implausible BTF bounds {start:#x}-{stop:#x}")
+        data = kernel.read(start, stop - start)
+        where = f"at {start:#x}"
+    except SymbolError:
+        # No data symbols (kallsyms without KALLSYMS_ALL): find it by its header.
+        from .btf_locate import locate_btf
+
+        phys = kernel.vmem.lower
+        found = locate_btf(phys, kernel_image_ranges(phys, kernel.vmcoreinfo))
+        if found is None:
+            raise SymbolError(
+                f"{kernel.name}: no BTF in the kernel image (CONFIG_DEBUG_INFO_BTF off?); give --isf or a profile with types"
+            ) from None
+        pa, size = found
+        data = phys.read(pa, size)
+        where = f"found by its header at physical {pa:#x}"
+    tm = parse_btf(data)
+    info.types_source = f"BTF in memory ({len(data)} bytes {where})"
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".tmp{os.getpid()}")
+            with open(tmp, "wb") as f:
+                pickle.dump(tm, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, cache)
+        except Exception:
+            pass  # caching is an optimisation; a read-only home must not fail the command
+    return tm
