@@ -12,7 +12,6 @@ replay alone; both should be flat in the log length (the reader streams in fixed
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from armvmi_cli.errors import SymbolError
-from armvmi_cli.symbols import system_map as smod
 from armvmi_cli.symbols.system_map import SystemMap, symbol_rows
 
 BASE = 0xFFFF800008000000
