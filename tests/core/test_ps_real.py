@@ -32,6 +32,12 @@ def test_guest_ps_matches_ground_truth(guest_capture, tmp_path, monkeypatch):
     assert _rows(res) == _gt_leaders(gt["tasks"])
     want_tids = {tid for t in gt["tasks"] for tid in t["threads"]}
     assert {t.pid for t in res.tasks} == want_tids
+    # States and flags too; pid 1 printed the list (R then) and sleeps in the dump (captures/README).
+    by_pid = {t.pid: t for t in res.tasks}
+    for t in gt["tasks"]:
+        assert by_pid[t["pid"]].flags == t["flags"], t["pid"]
+        if t["pid"] != 1:
+            assert by_pid[t["pid"]].state == t["state"], t["pid"]
     # The cross-view agrees on an untampered guest.
     assert res.cross_view and not res.hidden and not res.unlisted_in_idr
     # The slide armvmi found is the one the kernel used.
