@@ -66,7 +66,8 @@ def session_info(s, vm_id=None) -> dict:
             import dataclasses
 
             fields = dataclasses.asdict(h) if dataclasses.is_dataclass(h) else vars(h)
-            out["host"] = {k: (_hx(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in fields.items()}
+            addr = ("phys_offset", "page_offset", "kimage_voffset", "ttbr1", "tcr", "x7")
+            out["host"] = {k: (_hx(v) if k in addr else v) for k, v in fields.items()}
     for vm in s.select(vm_id):
         d = {"label": vm.label, "vm_id": vm.vm_id}
         if vm.stage2 is not None:

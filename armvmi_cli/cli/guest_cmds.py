@@ -312,27 +312,32 @@ def info(
         return
     con = render.console()
     img = data["image"]
-    con.print(f"[bold]image[/bold] {img['path']}: {img['format']}, {img['size']:,} bytes of physical memory")
-    for r in img["ranges"]:
+    con.print(f"[bold]image[/bold] {img['path']}: {img['format']}, {img['size']:,} bytes of physical memory in {len(img['ranges'])} range(s)")
+    for r in img["ranges"][:8]:
         con.print(f"  {r['start']} - {r['end']}")
+    if len(img["ranges"]) > 8:
+        con.print(f"  ... {len(img['ranges']) - 8} more (--json for all)")
     con.print(f"[bold]event log[/bold]: {data['events']['source'] or 'none'}")
     if data.get("host"):
         con.print("[bold]host[/bold] (DRIVER_INIT): " + ", ".join(f"{k}={v}" for k, v in data["host"].items()))
     for v in data["vms"]:
         con.print(f"[bold]{v['label']}[/bold]")
-        for key, val in v.items():
-            if key in ("label",):
-                continue
-            if isinstance(val, dict):
-                con.print(f"  {key}:")
-                for k2, v2 in val.items():
-                    con.print(f"    {k2}: {v2}")
-            elif isinstance(val, list):
-                con.print(f"  {key}:")
-                for item in val:
-                    con.print(f"    - {item}")
-            else:
-                con.print(f"  {key}: {val}")
+        _print_tree(con, {k: val for k, val in v.items() if k != "label"}, 1)
+    for p in data.get("unused_system_maps") or ():
+        render.warn(f"--system-map {p} fits none of the kernels in this image")
+
+
+def _print_tree(con, value, depth: int) -> None:
+    """Nested dicts and lists as an indented outline."""
+    pad = "  " * depth
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, val in items:
+        label = f"{pad}{key}:" if isinstance(value, dict) else f"{pad}-"
+        if isinstance(val, (dict, list)) and val:
+            con.print(label, markup=False)
+            _print_tree(con, val, depth + 1)
+        else:
+            con.print(f"{label} {val}", markup=False)
 
 
 @image_command
