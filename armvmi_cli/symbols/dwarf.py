@@ -70,16 +70,29 @@ class DwarfSource(RecordSource):
                 name = _name(die)
                 if not name:
                     continue
-                index = {"DW_TAG_typedef": self.typedefs, "DW_TAG_base_type": self.bases,
-                         "DW_TAG_enumeration_type": self.enums}.get(die.tag, self.structs)
+                index = self._index_for(die.tag)
                 if name not in index:
                     index[name] = die.offset
                     self._dies[die.offset] = die
+
+    def _index_for(self, tag: str) -> dict:
+        return {"DW_TAG_typedef": self.typedefs, "DW_TAG_base_type": self.bases,
+                "DW_TAG_enumeration_type": self.enums}.get(tag, self.structs)
 
     def _target(self, die, attr: str = "DW_AT_type"):
         if attr not in die.attributes:
             return None  # void
         t = die.get_DIE_from_attribute(attr)
+        # Each compile unit carries its own copy of every type it uses; send a
+        # reference to a named type to the one indexed copy (as BTF dedup does),
+        # else a kernel's ~3000 CUs make millions of types reachable.  Only
+        # top-level named types are redirected; anonymous ones stay local.
+        if t.tag in _INDEXED:
+            name = _name(t)
+            if name:
+                canon = self._index_for(t.tag).get(name)
+                if canon is not None:
+                    return canon
         self._dies.setdefault(t.offset, t)
         return t.offset
 
