@@ -396,8 +396,15 @@ class Session:
         if self.symopts.isf:
             from .symbols.isf import load_isf
 
-            tm = load_isf(self.symopts.isf)
-            tm = tm[0] if isinstance(tm, tuple) else tm
+            tm, isf_syms = load_isf(self.symopts.isf)
+            # An ISF is one kernel build's layouts: refuse another kernel's.
+            vi = kernel.vmcoreinfo
+            release = getattr(isf_syms, "release", None)
+            if release and info.release and release != info.release:
+                raise ProfileMismatchError(f"--isf {self.symopts.isf} is for {release}; the kernel in {kernel.name} is {info.release}")
+            ok, why = map_fits(isf_syms, vi)
+            if not ok and "shares no symbol" not in why:
+                raise ProfileMismatchError(f"--isf {self.symopts.isf} does not fit the kernel in {kernel.name}: {why}")
             info.types_source = f"ISF {self.symopts.isf}"
             return tm
         prof = getattr(kernel, "profile", None)
