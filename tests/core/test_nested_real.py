@@ -104,3 +104,18 @@ def test_vm_hidden_from_the_log_is_still_listed(nested_capture, tmp_path, monkey
     assert vm.record is None and "NOT IN THE EVENT LOG" in vm.label
     res = ps(vm.kernel)
     assert {(t.pid, t.ppid, t.comm, t.uid) for t in res.tasks} == _gt_leaders(nested_capture.ground_truth["vms"][0])
+
+
+def test_nested_guest_with_no_symbols_at_all(nested_capture, tmp_path, monkeypatch):
+    """Guest kallsyms, BTF and init_task recovered through stage 2, from host memory."""
+    from armvmi_cli.symbols import profiles
+
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(profiles, "find_profiles", lambda dirs=None: [])  # the repo's profile would fit
+    gt = nested_capture.ground_truth["vms"][0]
+    k = armvmi_cli.open(nested_capture.image, events=nested_capture.smclog).vm().kernel
+    assert k.info.symbols_source.startswith("kallsyms")
+    assert k.symbol("init_task") == int(gt["guest_init_task"]["va"], 16)
+    res = ps(k)
+    assert res.complete and res.cross_view
+    assert {(t.pid, t.ppid, t.comm, t.uid) for t in res.tasks} == _gt_leaders(gt)
