@@ -11,28 +11,13 @@ from __future__ import annotations
 from ..errors import ArmvmiError, SymbolError
 
 
-def _cls(t) -> str:
-    return type(t).__name__
-
-
 def strip(t):
     """Remove typedefs and qualifiers."""
-    r = getattr(t, "resolve", None)
-    return r() if r else t
+    return t.resolve()
 
 
-def is_kind(t, *names: str) -> bool:
-    t = strip(t)
-    k = getattr(t, "kind", None)
-    cls = _cls(t).lower()
-    return any(n == k or cls.startswith(n) for n in names)
-
-
-def _is_char(t) -> bool:
-    t = strip(t)
-    if getattr(t, "is_char", False):
-        return True
-    return is_kind(t, "int") and t.size == 1 and "char" in (getattr(t, "name", "") or "")
+def is_kind(t, *kinds: str) -> bool:
+    return strip(t).kind in kinds
 
 
 class Pointer(int):
@@ -87,9 +72,7 @@ class Object:
         return value_of(self._kernel, ftype, self._address + off, bit_off, bit_size)
 
     def __getattr__(self, name: str):
-        if name.startswith("_") and not name.startswith("__"):
-            return self.member_(name)
-        if name.startswith("__"):
+        if name.startswith("__"):  # dunders are Python's; `__state` is read with member_("__state")
             raise AttributeError(name)
         return self.member_(name)
 
@@ -126,19 +109,15 @@ class Object:
 
 
 def _field(t, path: str):
-    """(byte offset, type, bit_offset, bit_size) of a member path such as
-    ``tasks``, ``se.vruntime`` or ``numbers[0].nr``, within value types."""
-    f = t.field(path) if hasattr(t, "field") else None
-    if f is not None and isinstance(f, tuple):
-        off, ftype = f[0], f[1]
-        # The symbols layer returns (offset, type) for paths; bitfields only for direct members.
-        direct = t.fields.get(path) if "." not in path and "[" not in path else None
-        if direct is not None and getattr(direct, "bit_size", None):
-            return direct.offset, direct.type, direct.bit_offset % 8, direct.bit_size
-        return off, ftype, None, None
-    fld = t.fields[path]
-    bits = getattr(fld, "bit_size", None)
-    return fld.offset, fld.type, (fld.bit_offset % 8 if bits else None), bits
+    """(byte offset, type, bit shift, bit_size) of a member path such as
+    ``tasks``, ``se.vruntime`` or ``numbers[0].nr``, within value types.
+    Bitfields are direct members; a path resolves through the type model."""
+    direct = t.fields.get(path)
+    if direct is not None:
+        bits = direct.bit_size
+        return direct.offset, direct.type, (direct.bit_offset % 8 if bits else None), bits
+    off, ftype = t.field(path)
+    return off, ftype, None, None
 
 
 def value_of(kernel, type_, address: int, bit_offset=None, bit_size=None):
@@ -147,12 +126,12 @@ def value_of(kernel, type_, address: int, bit_offset=None, bit_size=None):
         return Object(kernel, t, address)
     if is_kind(t, "array"):
         el = strip(t.element)
-        if _is_char(el):
+        if el.kind == "int" and el.is_char:
             n = getattr(t, "count", 0) or 0
             raw = kernel.read(address, n)
             return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
         return Object(kernel, t, address)
-    if is_kind(t, "ptr", "pointer"):
+    if is_kind(t, "pointer"):
         return Pointer(kernel.read_u64(address), kernel, t.target)
     if is_kind(t, "int", "enum", "bool", "float"):
         size = t.size
@@ -163,4 +142,4 @@ def value_of(kernel, type_, address: int, bit_offset=None, bit_size=None):
             return (raw >> bit_offset) & ((1 << bit_size) - 1)
         signed = getattr(t, "signed", False)
         return int.from_bytes(kernel.read(address, size), "little", signed=signed)
-    raise SymbolError(f"cannot read a value of type {getattr(t, 'name', _cls(t))}")
+    raise SymbolError(f"cannot read a value of type {t.c_name()}")

@@ -160,7 +160,9 @@ class BtfSource(RecordSource):
         p = pos + 12
         if kind == K_INT:
             (enc,) = _U32.unpack_from(data, p)
-            return ("int", name, size_type, bool(enc >> 24 & 1), bool(enc >> 24 & 4), bool(enc >> 24 & 2))
+            # pahole leaves BTF_INT_CHAR clear on plain (unsigned, on arm64) char: go by the name too.
+            is_char = bool(enc >> 24 & 2) or (size_type == 1 and "char" in name)
+            return ("int", name, size_type, bool(enc >> 24 & 1), bool(enc >> 24 & 4), is_char)
         if kind == K_PTR:
             return ("ptr", self._tid(size_type, tid))
         if kind == K_ARRAY:

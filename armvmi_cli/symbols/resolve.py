@@ -21,6 +21,11 @@ def cache_dir() -> Path:
 KERNEL_IMAGE_MAX = 128 << 20  # generous bound on an arm64 kernel image's size
 
 
+# Bump when the parsed type model changes shape or meaning (a cached model
+# from an older armvmi must not be reused).
+TYPES_CACHE_VERSION = 2
+
+
 def kernel_image_ranges(phys, vi):
     """Physical runs that can hold the kernel image (from _stext's physical
     address), so scans for its tables don't read all of RAM."""
@@ -129,7 +134,7 @@ def btf_types(kernel, use_cache: bool):
     info = kernel.info
     cache = None
     if use_cache and info.build_id:
-        cache = cache_dir() / "btf" / f"{info.build_id}.pickle"
+        cache = cache_dir() / "btf" / f"{info.build_id}.v{TYPES_CACHE_VERSION}.pickle"
         if cache.exists():
             try:
                 with open(cache, "rb") as f:
