@@ -104,7 +104,9 @@ class Session:
 
             mem = RecordingMemory(mem)
             mem.record_to = os.fspath(record_pages)
-        log, source = _find_events(image, mem, events)
+        from .memory.events import find_event_log
+
+        log, source = find_event_log(os.fspath(image), mem, os.fspath(events) if events else None)
         result = None
         if log is not None:
             from .firmware.replay import replay
@@ -421,21 +423,6 @@ def _int_or_none(text):
         return int(str(text), 0)
     except ValueError:
         return None
-
-
-def _find_events(image, mem, events):
-    try:
-        from .memory.events import find_event_log
-    except ImportError:
-        find_event_log = None
-    if find_event_log is not None:
-        return find_event_log(os.fspath(image), mem, os.fspath(events) if events else None)
-    if events:
-        return os.fspath(events), f"--events {events}"
-    sib = os.fspath(image) + ".smclog"
-    if os.path.exists(sib):
-        return sib, f"sibling {sib}"
-    return None, ""
 
 
 def _guest_ranges(vm: VM):

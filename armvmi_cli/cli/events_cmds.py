@@ -61,24 +61,17 @@ def resolve_log(target: Path, events: Optional[Path] = None):
         raise UsageError(f"{target}: no such file")
     if is_smclog(target):
         return str(target), str(target)
-    mem = None
-    try:
-        from ..memory.events import find_event_log
-    except ImportError:  # memory helper's module not present: sibling file only
-        find_event_log = None
-    if find_event_log is not None:
-        try:
-            from ..memory.base import open_image
+    from ..errors import ArmvmiError
+    from ..memory.base import open_image
+    from ..memory.events import find_event_log
 
-            mem = open_image(target)
-        except Exception:  # not an image we can open: still try the sibling log
-            mem = None
-        src, where = find_event_log(target, mem, None)
-        if src is not None:
-            return src, where
-    sibling = Path(str(target) + ".smclog")
-    if sibling.is_file():
-        return str(sibling), str(sibling)
+    try:
+        mem = open_image(target)
+    except ArmvmiError:  # not an image we can open: its sibling log may still be there
+        mem = None
+    src, where = find_event_log(target, mem, None)
+    if src is not None:
+        return src, where
     raise UsageError(f"{target} is not an event log, and no event log goes with it (give --events, or put "
                      f"{target.name}.smclog next to it)")
 

@@ -118,51 +118,32 @@ def pstree(
     json: Json = False,
 ):
     """Show the processes of each VM as a tree (parent -> children)."""
-    from ..linux.ps import ps as run_ps
+    from ..linux.ps import process_tree, ps as run_ps
     from . import render
 
     s = opts.open(image)
     out = []
     for v in s.select(opts.vm):
         r = run_ps(v.kernel, cross_view=False)
-        out.append((v, r))
+        out.append((v, r, process_tree(r.tasks)))
     if json:
-        render.print_json({"vms": [{"vm": v.vm_id, "tree": _tree_dict(r.tasks)} for v, r in out]})
+        render.print_json({"vms": [{"vm": v.vm_id, "tree": tree} for v, _, tree in out]})
         return
+    from rich.markup import escape
     from rich.tree import Tree
 
+    def add(parent, nodes):
+        for n in nodes:
+            uid = f", uid {n['uid']}" if n["uid"] else ""
+            add(parent.add(f"{escape(n['comm'])} [dim]({n['pid']}{uid}, {n['state']})[/dim]"), n["children"])
+
     con = render.console()
-    for v, r in out:
-        root = Tree(f"{v.label}")
-        by_parent: dict[int, list] = {}
-        pids = {t.pid for t in r.tasks}
-        for t in r.tasks:
-            by_parent.setdefault(t.ppid if t.ppid in pids else 0, []).append(t)
-
-        def add(node, pid, depth=0):
-            for c in sorted(by_parent.get(pid, []), key=lambda t: t.pid):
-                label = f"{c.comm} [dim]({c.pid}{', uid ' + str(c.uid) if c.uid else ''}{', ' + c.state})[/dim]"
-                child = node.add(label)
-                if depth < 512 and c.pid != pid:
-                    add(child, c.pid, depth + 1)
-
-        add(root, 0)
+    for v, r, tree in out:
+        root = Tree(escape(v.label))
+        add(root, tree)
         con.print(root)
         for p in r.problems:
             render.warn(f"{v.label}: {p}")
-
-
-def _tree_dict(tasks):
-    pids = {t.pid for t in tasks}
-    children: dict[int, list] = {}
-    for t in tasks:
-        children.setdefault(t.ppid if t.ppid in pids else 0, []).append(t)
-
-    def node(t, depth=0):
-        kids = children.get(t.pid, []) if depth < 512 else []
-        return {"pid": t.pid, "comm": t.comm, "uid": t.uid, "children": [node(c, depth + 1) for c in kids if c.pid != t.pid]}
-
-    return [node(t) for t in children.get(0, [])]
 
 
 @image_command

@@ -21,7 +21,10 @@ def console(stderr: bool = False):
 
 
 def warn(msg: str) -> None:
-    console(stderr=True).print(f"[yellow]warning:[/yellow] {msg}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    # msg quotes memory (task names, symbols like sys_call_table[3]): never markup.
+    console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(msg)}", markup=True, highlight=False)
 
 
 def hexaddr(v) -> str | None:

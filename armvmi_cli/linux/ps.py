@@ -84,3 +84,22 @@ def _cross_view(kernel, res: PsResult, leaders: dict[int, TaskInfo]) -> None:
     for addr, ti in leaders.items():
         if addr not in idr_leaders and ti.state not in ("X",):
             res.unlisted_in_idr.append(ti)
+
+
+MAX_TREE_DEPTH = 512  # a corrupt ppid chain must not recurse without end
+
+
+def process_tree(tasks: list[TaskInfo]) -> list[dict]:
+    """Tasks as a forest by real parent (``pstree``), children by pid; a task
+    whose parent is not in the list hangs from the root."""
+    pids = {t.pid for t in tasks}
+    children: dict[int, list[TaskInfo]] = {}
+    for t in tasks:
+        children.setdefault(t.ppid if t.ppid in pids else 0, []).append(t)
+
+    def node(t: TaskInfo, depth: int) -> dict:
+        kids = children.get(t.pid, []) if depth < MAX_TREE_DEPTH else []
+        return {"pid": t.pid, "comm": t.comm, "uid": t.uid, "state": t.state,
+                "children": [node(c, depth + 1) for c in sorted(kids, key=lambda c: c.pid) if c.pid != t.pid]}
+
+    return [node(t, 0) for t in sorted(children.get(0, []), key=lambda t: t.pid)]
