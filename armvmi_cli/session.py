@@ -222,18 +222,10 @@ class Session:
         vi = cand.vmcoreinfo
         if vi.address is not None and vi.address not in hints:
             self._facts_put(f"vmcoreinfo:{vm.label}", [vi.address])
-        info = KernelInfo(
-            release=vi.release,
-            build_id=vi.build_id,
-            slide=cand.slide,
-            slide_source=("" if vi.derived else "KERNELOFFSET from ") + f"{vi.source}, confirmed by page-table walk",
-            kimage_voffset=vi.kimage_voffset,
-            phys_offset=vi.phys_offset,
-            page_size=vi.page_size or 4096,
-            va_bits=vi.va_bits or 48,
-            swapper_pg_dir=vi.symbol("swapper_pg_dir"),
-            swapper_pg_dir_pa=cand.swapper_pa,
-            ttbr1_source="swapper_pg_dir (from VMCOREINFO)",
+        info = KernelInfo.from_candidate(
+            cand,
+            ("" if vi.derived else "KERNELOFFSET from ") + f"{vi.source}, confirmed by page-table walk",
+            "swapper_pg_dir (from VMCOREINFO)",
         )
         kernel = Kernel(cand.stage1, None, None, info, name=vm.label)
         kernel.vmcoreinfo = vi

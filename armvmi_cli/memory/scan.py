@@ -7,6 +7,8 @@ straddles two chunks is still found; never holds more than one chunk.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Iterable, Iterator
 
 from ..errors import ArmvmiError
@@ -39,6 +41,21 @@ def scan(layer, needle: bytes, ranges: Iterable[tuple[int, int]] | None = None, 
     yield from _scan_flat(layer, needle, ranges, chunk)
 
 
+def _hits(needle: bytes, buf: bytes, base: int, limit: int | None = None) -> Iterator[int]:
+    """``base + i`` for each match of ``needle`` in ``buf`` starting before
+    ``limit``.  A literal regex beats ``bytes.find`` on memory full of NULs
+    (kallsyms' anchor) and matches it elsewhere; compiled once per needle."""
+    for m in _regex(needle).finditer(buf):
+        if limit is not None and m.start() >= limit:
+            return
+        yield base + m.start()
+
+
+@functools.lru_cache(maxsize=32)
+def _regex(needle: bytes):
+    return re.compile(re.escape(needle))
+
+
 def _scan_translated(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
     """Search a translation layer (e.g. guest physical through stage 2) by
     reading each run that is contiguous in the bottom layer directly, instead
@@ -67,11 +84,7 @@ def _scan_translated(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
                 if carry_end != pos:
                     carry = b""
                 data = carry + buf if carry else buf
-                base = pos - len(carry)
-                i = data.find(needle)
-                while i != -1:
-                    yield base + i
-                    i = data.find(needle, i + 1)
+                yield from _hits(needle, data, pos - len(carry))
                 carry = data[-overlap:] if overlap else b""  # shorter than the needle: no hit is found twice
                 pos += n
                 carry_end = pos
@@ -91,10 +104,7 @@ def _scan_flat(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
                 yield from _scan_pages(layer, needle, pos, min(pos + chunk, end))
                 pos += chunk
                 continue
-            i = buf.find(needle)
-            while i != -1 and i < chunk:
-                yield pos + i
-                i = buf.find(needle, i + 1)
+            yield from _hits(needle, buf, pos, chunk)
             pos += chunk
 
 
@@ -109,10 +119,7 @@ def _scan_pages(layer, needle: bytes, start: int, end: int, page: int = 4096) ->
             except ArmvmiError:
                 pos += page
                 continue
-        i = buf.find(needle)
-        while i != -1 and i < page:
-            yield pos + i
-            i = buf.find(needle, i + 1)
+        yield from _hits(needle, buf, pos, page)
         pos += page
 
 
