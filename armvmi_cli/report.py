@@ -103,4 +103,5 @@ def session_info(s, vm_id=None) -> dict:
         out["vms"].append(d)
     if vm_id is None:
         out["unused_system_maps"] = s.unused_system_maps()
+    out["warnings"] = list(s.warnings)
     return out

@@ -86,7 +86,9 @@ class Session:
         self._vms: list[VM] | None = None
         self._maps_cache: dict = {}
         self._maps_used: set = set()
-        self.warnings: list[str] = []
+        self._facts: dict | None = None  # per-image cache, loaded on first use
+        self._kallsyms: dict = {}
+        self.warnings: list[str] = []  # things the user asked for that could not be done
         self.host_system_map: str | None = None
         self.vm_source = ""  # how the VM list was made: "event log", "host memory", "plain guest dump"
 
@@ -185,7 +187,8 @@ class Session:
 
             return memory_vms(self, self.host_system_map)
         except ArmvmiError as e:
-            self.warnings.append(f"VMs in host memory not examined: {e}")
+            if self.host_system_map:  # asked for; without it this was only a probe
+                self.warnings.append(f"VMs in host memory not examined: {e}")
             return None
 
     def vm(self, vm_id=None) -> VM:
@@ -262,7 +265,7 @@ class Session:
     def _facts_get(self, key):
         import json
 
-        if not hasattr(self, "_facts"):
+        if self._facts is None:
             self._facts = {}
             p = self._facts_path()
             if p is not None and p.exists():
@@ -353,10 +356,9 @@ class Session:
         from .symbols.kallsyms import recover_kallsyms
 
         key = (id(phys), vi.symbol("_stext"))
-        cache = self.__dict__.setdefault("_kallsyms", {})
-        if key not in cache:
-            cache[key] = recover_kallsyms(phys, kernel_image_ranges(phys, vi), prefer=vi.symbol("_stext"))
-        return cache[key]
+        if key not in self._kallsyms:
+            self._kallsyms[key] = recover_kallsyms(phys, kernel_image_ranges(phys, vi), prefer=vi.symbol("_stext"))
+        return self._kallsyms[key]
 
     def unused_system_maps(self) -> list[str]:
         """--system-map files that fit none of the kernels opened so far."""

@@ -69,6 +69,7 @@ def ps(
                     for v, k, r in results
                 ],
                 "unused_system_maps": unused,
+                "warnings": s.warnings,
             }
         )
         raise typer.Exit(int(code))
@@ -108,6 +109,8 @@ def ps(
             render.warn(f"{v.label}: pid {t.pid} ({t.comm}) is in the task list but not in the PID IDR")
     for p in unused:
         render.warn(f"--system-map {p} fits none of the kernels in this image")
+    for w in s.warnings:
+        render.warn(w)
     raise typer.Exit(int(code))
 
 
@@ -306,6 +309,8 @@ def info(
         _print_tree(con, {k: val for k, val in v.items() if k != "label"}, 1)
     for p in data.get("unused_system_maps") or ():
         render.warn(f"--system-map {p} fits none of the kernels in this image")
+    for w in data["warnings"]:
+        render.warn(w)
 
 
 def _print_tree(con, value, depth: int) -> None:
