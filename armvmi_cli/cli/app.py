@@ -47,13 +47,7 @@ def _register_all() -> None:
     import importlib
 
     for name in _COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as e:  # a command group not written yet
-            if e.name == f"{__package__}.{name}":
-                continue
-            raise
-        mod.register(app)
+        importlib.import_module(f"{__package__}.{name}").register(app)
 
 
 _register_all()
