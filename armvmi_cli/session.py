@@ -49,6 +49,22 @@ class VM:
         return f"<VM {self.label}>"
 
     @property
+    def name(self) -> str:
+        """The short label ``--vm`` takes and JSON's ``vm`` holds: the log's
+        vm_id, a memory-only VM's ``kvm-...`` label, ``guest`` or ``host``."""
+        kvm = getattr(self, "kvm", None)
+        if isinstance(self.vm_id, int):
+            return str(self.vm_id)
+        if kvm is not None:
+            return kvm.label
+        return str(self.vm_id)
+
+    @property
+    def json_vm_id(self):
+        """The registry's vm_id (a number), or None for a VM the log does not know."""
+        return self.vm_id if isinstance(self.vm_id, int) and not isinstance(self.vm_id, bool) else None
+
+    @property
     def kernel(self):
         if self._kernel is None:
             if self._kernel_error is not None:
@@ -191,7 +207,27 @@ class Session:
                 self.warnings.append(f"VMs in host memory not examined: {e}")
             return None
 
+    def host_vm(self) -> VM:
+        """The host kernel as a target like any VM (``--vm host``)."""
+        vm = getattr(self, "_host_vm", None)
+        if vm is None:
+            if self.registry is None and not self.vms_from_memory():
+                raise UsageError("--vm host: this is a plain guest dump (no hypervisor in it), there is no host kernel")
+            from .host.kernel import host_kernel
+
+            hk = host_kernel(self)
+            vm = VM(self, "host", "host", self.memory)
+            vm._kernel = hk.kernel
+            self._host_vm = vm
+        return vm
+
+    def vms_from_memory(self) -> bool:
+        """Whether any VM of this session came from KVM's vm_list."""
+        return any(getattr(v, "kvm", None) is not None for v in self.vms)
+
     def vm(self, vm_id=None) -> VM:
+        if vm_id is not None and str(vm_id) == "host":
+            return self.host_vm()
         vms = self.vms
         if vm_id is None:
             if len(vms) == 1:
@@ -200,7 +236,7 @@ class Session:
                 raise UsageError("the event log records no live VM (see `armvmi vms`; --until may help)")
             raise UsageError(f"{len(vms)} VMs live in this image; choose one with --vm ({', '.join(str(v.vm_id) for v in vms)})")
         for v in vms:
-            if str(v.vm_id) == str(vm_id) or (isinstance(v.vm_id, int) and _int_or_none(vm_id) == v.vm_id):
+            if str(v.vm_id) == str(vm_id) or v.name == str(vm_id) or (isinstance(v.vm_id, int) and _int_or_none(vm_id) == v.vm_id):
                 return v
         raise UsageError(f"no VM {vm_id!r} in this image (VMs: {', '.join(str(v.vm_id) for v in vms) or 'none'})")
 

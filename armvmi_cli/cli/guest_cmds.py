@@ -12,15 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from .options import Image, Json, SessionOptions, image_command, parse_int
-
-def _hpa(vm, gva):
-    from ..errors import ArmvmiError
-
-    try:
-        return vm.to_host(gva)[-1][1]
-    except ArmvmiError:
-        return None
-
+from .views import Jsonl, Pids
 
 @image_command
 def ps(
@@ -28,90 +20,22 @@ def ps(
     image: Image,
     threads: Annotated[bool, typer.Option("--threads", "-t", help="Also list every thread of each process.")] = False,
     no_cross_view: Annotated[bool, typer.Option("--no-cross-view", help="Skip the PID IDR cross-check.")] = False,
+    pid: Pids = None,
     record_pages: Annotated[Optional[Path], typer.Option("--record-pages", help="Write the physical pages this run reads to FILE (for `snapshot pack --pages-from`).")] = None,
     json: Json = False,
+    jsonl: Jsonl = False,
 ):
     """List the processes of each VM (task list, cross-checked with the PID IDR)."""
-    from ..errors import ExitCode
-    from ..linux.ps import ps as run_ps
-    from . import render
+    from ..errors import UsageError
+    from ..linux.ps import PS
+    from .views import collect_view, render
 
+    if json and jsonl:
+        raise UsageError("give at most one of --json and --jsonl")
     s = opts.open(image, record_pages=record_pages)
-    results = []
-    for v in s.select(opts.vm):
-        k = v.kernel
-        res = run_ps(k, threads=threads, cross_view=not no_cross_view)
-        for t in res.tasks + res.hidden:
-            t.task_struct_hpa = _hpa(v, t.task_struct)
-        results.append((v, k, res))
+    out = collect_view(s, PS, opts.vm, threads=threads, cross_view=not no_cross_view, pids=pid)
     s.save_recorded_pages()
-    unused = s.unused_system_maps() if opts.vm is None else []
-    code = ExitCode.OK
-    if any(r.hidden or r.unlisted_in_idr for _, _, r in results):
-        code = ExitCode.FINDINGS
-    if any(not r.complete for _, _, r in results):
-        code = ExitCode.PARTIAL
-    if json:
-        render.print_json(
-            {
-                "image": str(image),
-                "vms": [
-                    {
-                        "vm": v.vm_id,
-                        "release": k.info.release,
-                        "complete": r.complete,
-                        "problems": r.problems,
-                        "cross_view": r.cross_view,
-                        "tasks": [t.to_dict() for t in r.tasks],
-                        "hidden": [t.to_dict() for t in r.hidden],
-                        "not_in_pid_idr": [t.to_dict() for t in r.unlisted_in_idr],
-                    }
-                    for v, k, r in results
-                ],
-                "unused_system_maps": unused,
-                "warnings": s.warnings,
-            }
-        )
-        raise typer.Exit(int(code))
-    from rich.table import Table
-
-    con = render.console()
-    for v, k, r in results:
-        title = f"{v.label}: Linux {k.info.release or '?'}"
-        tab = Table(title=title, title_justify="left", show_lines=False)
-        for col, just in (("PID", "right"), ("PPID", "right"), ("TGID", "right"), ("UID", "right"), ("S", "left"), ("K", "left"), ("COMM", "left"), ("START(s)", "right"), ("TASK (GVA)", "left"), ("TASK (HPA)", "left")):
-            tab.add_column(col, justify=just, no_wrap=True)
-        hidden_addrs = {t.task_struct for t in r.hidden}
-        rows = r.tasks + r.hidden
-        for t in rows:
-            mark = " [red](hidden)[/red]" if t.task_struct in hidden_addrs else ""
-            comm = t.comm.replace("[", "\\[")
-            tab.add_row(
-                str(t.pid),
-                str(t.ppid),
-                str(t.tgid),
-                "" if t.uid is None else str(t.uid),
-                t.state,
-                "k" if t.kernel_thread else "",
-                comm + mark,
-                "" if t.start_time is None else f"{t.start_time / 1e9:.2f}",
-                f"{t.task_struct:#x}",
-                render.hexaddr(t.task_struct_hpa) or "-",
-            )
-        con.print(tab)
-        for p in r.problems:
-            render.warn(f"{v.label}: {p}")
-        if not r.complete:
-            render.warn(f"{v.label}: the task list could not be walked completely; the list above is PARTIAL")
-        for t in r.hidden:
-            render.warn(f"{v.label}: pid {t.pid} ({t.comm}) is in the PID IDR but not in the task list: hidden process?")
-        for t in r.unlisted_in_idr:
-            render.warn(f"{v.label}: pid {t.pid} ({t.comm}) is in the task list but not in the PID IDR")
-    for p in unused:
-        render.warn(f"--system-map {p} fits none of the kernels in this image")
-    for w in s.warnings:
-        render.warn(w)
-    raise typer.Exit(int(code))
+    raise typer.Exit(render(out, json=json, jsonl=jsonl))
 
 
 @image_command
@@ -130,7 +54,9 @@ def pstree(
         r = run_ps(v.kernel, cross_view=False)
         out.append((v, r, process_tree(r.tasks)))
     if json:
-        render.print_json({"vms": [{"vm": v.vm_id, "tree": tree} for v, _, tree in out]})
+        render.print_json({"image": str(image), "view": "tree",
+                           "vms": [{"vm": v.name, "vm_id": v.json_vm_id, "label": v.label, "tree": tree} for v, _, tree in out],
+                           "warnings": s.warnings})
         return
     from rich.markup import escape
     from rich.tree import Tree

@@ -103,3 +103,64 @@ def process_tree(tasks: list[TaskInfo]) -> list[dict]:
                 "children": [node(c, depth + 1) for c in sorted(kids, key=lambda c: c.pid) if c.pid != t.pid]}
 
     return [node(t, 0) for t in sorted(children.get(0, []), key=lambda t: t.pid)]
+
+
+# -- the ps view -----------------------------------------------------------------------------------
+
+def _phys(kernel, va: int):
+    """Where ``va`` lies in the image's own physical memory (through every layer)."""
+    from ..mmu import resolve_chain
+
+    try:
+        return resolve_chain(kernel.vmem, va)[-1][1]
+    except ArmvmiError:
+        return None
+
+
+def ps_view(kernel, threads: bool = False, cross_view: bool = True, pids=None):
+    """``armvmi ps``: the task list (and threads), with the PID IDR's hidden
+    processes marked ``hidden`` and reported as findings."""
+    from ..view import Finding, ViewResult
+
+    res = ps(kernel, threads=threads, cross_view=cross_view)
+    out = ViewResult(problems=list(res.problems), complete=res.complete)
+    unlisted = {t.task_struct for t in res.unlisted_in_idr}
+    for t in res.tasks:
+        if res.cross_view and t.task_struct not in unlisted and t.pid == t.tgid:
+            t.seen_by = ["task_list", "pid_idr"]
+    for t in res.hidden:
+        t.hidden, t.seen_by = True, ["pid_idr"]
+        out.findings.append(Finding("hidden-process", "critical", None,
+                                    f"pid {t.pid} ({t.comm}) is in the PID IDR but not on the task list (unlinked to hide it)",
+                                    {"pid": t.pid, "comm": t.comm, "task_struct": f"{t.task_struct:#x}"}))
+    for t in res.unlisted_in_idr:
+        out.findings.append(Finding("unlisted-process", "warning", None,
+                                    f"pid {t.pid} ({t.comm}) is on the task list but has no PID IDR entry (a forged task-list entry?)",
+                                    {"pid": t.pid, "comm": t.comm, "task_struct": f"{t.task_struct:#x}"}))
+    rows = res.tasks + res.hidden
+    if pids:
+        want = set(pids)
+        rows = [t for t in rows if t.pid in want or t.tgid in want]
+    for t in rows:
+        t.task_struct_phys = _phys(kernel, t.task_struct)
+    out.records = rows
+    return out
+
+
+def _start(v):
+    return "-" if v is None else f"{v / 1e9:.2f}"
+
+
+def _view():
+    from ..view import Column, View
+
+    return View("tasks", "processes (task list, cross-checked with the PID IDR)", collect=ps_view, columns=(
+        Column("pid", align="right"), Column("ppid", align="right"), Column("tgid", align="right", priority=3),
+        Column("uid", align="right", priority=2), Column("state", "S"),
+        Column("kernel_thread", "K", fmt=lambda v: "k" if v else ""), Column("comm"),
+        Column("hidden", "HIDDEN", fmt=lambda v: "HIDDEN" if v else ""),
+        Column("start_time", "START(s)", align="right", priority=4, fmt=_start),
+        Column("task_struct", "TASK (GVA)", priority=1), Column("task_struct_phys", "TASK (PHYS)", priority=5)))
+
+
+PS = _view()

@@ -9,7 +9,9 @@ resolved through the type model, not version checks.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field
+
+from ..view import addr
 
 from ..errors import ArmvmiError
 from .list import ListWalk, list_for_each_entry
@@ -102,6 +104,11 @@ def task_state(task) -> int:
 
 @dataclass
 class TaskInfo:
+    """The flat record ``ps`` prints.  ``task_struct_phys`` is where the
+    task_struct lies in the image's physical memory (host physical on a host
+    image, guest physical on a plain guest dump); ``seen_by`` names the views
+    that found it (``task_list``, ``pid_idr``)."""
+
     pid: int
     tgid: int
     ppid: int
@@ -112,11 +119,15 @@ class TaskInfo:
     comm: str
     start_time: int | None
     flags: int
-    task_struct: int  # GVA
-    task_struct_hpa: int | None = None  # filled by the session
+    task_struct: int = addr(MISSING)  # GVA
+    task_struct_phys: int | None = addr(None)  # filled by the view
     threads: list[int] | None = None
-    mm: int = 0
+    mm: int = addr(0)
+    hidden: bool = False  # found by the PID IDR, not on the task list
+    seen_by: list[str] = field(default_factory=lambda: ["task_list"])
     error: str | None = None
+
+    __view_record__ = True
 
     def to_dict(self) -> dict:
         return asdict(self)

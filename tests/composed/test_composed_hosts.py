@@ -112,17 +112,18 @@ def test_cli_ps_json_every_vm(name, env, captures, capsys):
     rc, out, err = _run(capsys, ["ps", *_image_args(host), *_map_args(captures), "--json"])
     assert rc == 0, err
     data = json.loads(out)
-    assert [v["vm"] for v in data["vms"]] and sorted(v["vm"] for v in data["vms"]) == [v.vm_id for v in host.vms]
+    assert [v["vm"] for v in data["vms"]] and sorted(v["vm_id"] for v in data["vms"]) == [v.vm_id for v in host.vms]
+    assert all(v["vm"] == str(v["vm_id"]) for v in data["vms"])
     for v in data["vms"]:
-        cap = _capture_of(host, v["vm"], captures)
+        cap = _capture_of(host, v["vm_id"], captures)
         assert v["release"] == cap.ground_truth["kernel_release"]
         got = {(t["pid"], t["ppid"], t["comm"], t["uid"], t["kernel_thread"]) for t in v["tasks"]}
         assert got == _gt_leaders(cap.ground_truth)
-        assert v["complete"] and not v["hidden"] and not v["not_in_pid_idr"]
+        assert v["complete"] and not data["findings"] and not any(t["hidden"] for t in v["tasks"])
         # each task_struct's host physical address is where the composer put that guest page
         s1 = {t["pid"]: t for t in v["tasks"]}
-        assert all(t["task_struct_hpa"] is not None for t in v["tasks"])
-        assert len({t["task_struct_hpa"] for t in s1.values()}) == len(s1)
+        assert all(t["task_struct_phys"] is not None for t in v["tasks"])
+        assert len({t["task_struct_phys"] for t in s1.values()}) == len(s1)
 
 
 @pytest.mark.parametrize("name", DEFAULT_HOSTS)
@@ -132,7 +133,7 @@ def test_cli_ps_threads_one_vm(name, env, captures, capsys):
     rc, out, err = _run(capsys, ["ps", *_image_args(host), *_map_args(captures), "--threads", "--vm", str(vm.vm_id), "--json"])
     assert rc == 0, err
     (v,) = json.loads(out)["vms"]
-    assert v["vm"] == vm.vm_id
+    assert v["vm_id"] == vm.vm_id and v["vm"] == str(vm.vm_id)
     gt = _capture_of(host, vm.vm_id, captures).ground_truth
     assert {(t["pid"], t["tgid"]) for t in v["tasks"]} == _gt_threads(gt)
 
@@ -274,7 +275,7 @@ def test_pstree_json_per_vm(env, captures, capsys):
     host = env("elf3")
     rc, out, err = _run(capsys, ["pstree", *_image_args(host), *_map_args(captures), "--json"])
     assert rc == 0, err
-    trees = {v["vm"]: v["tree"] for v in json.loads(out)["vms"]}
+    trees = {v["vm_id"]: v["tree"] for v in json.loads(out)["vms"]}
     assert sorted(trees) == [v.vm_id for v in host.vms]
 
     def walk(nodes, parent, acc):

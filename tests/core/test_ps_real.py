@@ -53,7 +53,7 @@ def test_guest_ps_cli_json(guest_capture, tmp_path, monkeypatch, capsys):
     got = {(t["pid"], t["ppid"], t["comm"], t["uid"], t["kernel_thread"]) for t in vm["tasks"]}
     assert got == _gt_leaders(guest_capture.ground_truth["tasks"])
     # every task_struct has its host physical address, inside the image
-    assert all(t["task_struct_hpa"] is not None for t in vm["tasks"])
+    assert all(t["task_struct_phys"] is not None for t in vm["tasks"])
 
 
 def test_wrong_system_map_is_refused(kaslr_capture, nokaslr_capture, tmp_path, monkeypatch, capsys):

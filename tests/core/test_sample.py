@@ -30,7 +30,8 @@ def test_sample_ps_is_the_guest_task_list(capsys):
     assert rc == 0
     (vm,) = out["vms"]
     assert vm["release"] == TRUTH["kernel_release"]
-    assert vm["complete"] and vm["cross_view"] and not vm["hidden"]
+    assert vm["complete"] and not out["findings"] and not any(t["hidden"] for t in vm["tasks"])
+    assert all(t["seen_by"] == ["task_list", "pid_idr"] for t in vm["tasks"])  # the PID IDR cross-view ran
     got = {(t["pid"], t["ppid"], t["comm"], t["uid"], t["kernel_thread"]) for t in vm["tasks"]}
     want = {(t["pid"], t["ppid"], t["comm_task_struct"], t["uid"], t["is_kernel_thread"]) for t in TRUTH["tasks"]}
     assert got == want

@@ -53,11 +53,13 @@ def test_unlinked_process_is_found_through_the_pid_idr(guest_copy, nokaslr_captu
     _patch_u64(path, k.vmem.translate(prv), nxt)
     _patch_u64(path, k.vmem.translate(nxt + 8), prv)
     rc = main(["ps", str(path), "-m", str(nokaslr_capture.system_map), "--json"])
-    out = json.loads(capsys.readouterr().out)["vms"][0]
+    doc = json.loads(capsys.readouterr().out)
+    out = doc["vms"][0]
     assert rc == 1
-    assert [t["comm"] for t in out["hidden"]] == ["backdoor_x"]
-    assert "backdoor_x" not in {t["comm"] for t in out["tasks"]}
-    assert out["complete"] and not out["not_in_pid_idr"]
+    assert [t["comm"] for t in out["tasks"] if t["hidden"]] == ["backdoor_x"]
+    assert [t["seen_by"] for t in out["tasks"] if t["hidden"]] == [["pid_idr"]]
+    assert [(f["kind"], f["severity"], f["evidence"]["comm"]) for f in doc["findings"]] == [("hidden-process", "critical", "backdoor_x")]
+    assert out["complete"]
 
 
 def test_cut_task_list_is_partial_with_a_warning(guest_copy, nokaslr_capture, capsys):
@@ -67,6 +69,8 @@ def test_cut_task_list_is_partial_with_a_warning(guest_copy, nokaslr_capture, ca
     _patch_u64(path, k.vmem.translate(node), 0xFFFF_8000_DEAD_0000)  # next -> unmapped
     rc = main(["ps", str(path), "-m", str(nokaslr_capture.system_map)])
     cap = capsys.readouterr()
-    assert rc == 5
+    # The tasks past the cut are still found through the PID IDR (hidden-process
+    # findings), and findings take precedence over the partial mark.
+    assert rc == 1
     assert "PARTIAL" in cap.err and "sshd-fake" in cap.out
     assert "Traceback" not in cap.err
