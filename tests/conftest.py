@@ -22,6 +22,7 @@ CACHE = Path(os.environ.get("ARMVMI_CAPTURE_CACHE", Path.home() / ".cache" / "ar
 
 GUEST_CAPTURES = ("deb61-generic-nokaslr", "deb61-cloud-kaslr")
 NESTED_CAPTURE = "nested-nvhe-kaslr"
+RICH_CAPTURE = "deb61-rich-kaslr"
 
 
 def _decompress(src: Path, dst: Path) -> Path:
@@ -61,6 +62,17 @@ class Capture:
         if not z.exists():
             z = self.src / "host-mem.elf.zst"
         return _decompress(z, CACHE / self.name / z.name[: -len(".zst")])
+
+    @property
+    def dkom_image(self) -> Path | None:
+        """The tampered copy (deb61-rich-kaslr only), decompressed."""
+        z = self.src / "dump-dkom.elf.zst"
+        return _decompress(z, CACHE / self.name / "dump-dkom.elf") if z.exists() else None
+
+    @property
+    def tamper(self) -> dict | None:
+        p = self.src / "tamper.json"
+        return json.loads(p.read_text()) if p.exists() else None
 
     @property
     def system_map(self) -> Path:
@@ -103,3 +115,10 @@ def kaslr_capture() -> Capture:
 @pytest.fixture
 def nested_capture() -> Capture:
     return get_capture(NESTED_CAPTURE)
+
+
+@pytest.fixture
+def rich_capture() -> Capture:
+    """The rich-workload guest (argv, environ, maps, fds, sockets, modules, dmesg,
+    mounts in ``ground_truth["rich"]``) with its DKOM-tampered copy."""
+    return get_capture(RICH_CAPTURE)
