@@ -111,9 +111,10 @@ class Session:
     # -- opening --------------------------------------------------------------
     @classmethod
     def open(cls, image, events=None, profile=None, system_map=None, isf=None, phys_base=None, until=None, use_cache=True,
-             record_pages=None, host_system_map=None, **_):
+             record_pages=None, host_system_map=None):
         from .memory import open_image
 
+        _check_open_args(image, events, profile, system_map, isf, phys_base, until, record_pages, host_system_map)
         mem = open_image(os.fspath(image), phys_base)
         if record_pages:
             # Note every page read, to pack a sparse snapshot of just what a
@@ -133,6 +134,8 @@ class Session:
         maps = system_map if isinstance(system_map, (list, tuple)) else ([system_map] if system_map else [])
         s = cls(image, mem, result, source, SymbolOptions([os.fspath(m) for m in maps], profile, os.fspath(isf) if isf else None, use_cache))
         s.host_system_map = os.fspath(host_system_map) if host_system_map else None
+        if s.host_system_map:  # asked for by name: a missing or garbage map is an error now, not a warning later
+            s._load_map(s.host_system_map)
         return s
 
     def close(self):
@@ -446,6 +449,29 @@ class Session:
                 info.types_source = f"profile {prof.name}"
                 return tm
         return btf_types(kernel, self.symopts.use_cache)
+
+
+def _check_open_args(image, events, profile, system_map, isf, phys_base, until, record_pages, host_system_map):
+    """Bad arguments from a script are ArmvmiErrors too, with the argument's name."""
+
+    def path(v, what, optional=True):
+        if v is None and optional:
+            return
+        if isinstance(v, bool) or not isinstance(v, (str, os.PathLike)) or not os.fspath(v):
+            raise UsageError(f"{what}: expected a file path, got {v!r}")
+
+    path(image, "image", optional=False)
+    for v, what in ((events, "events"), (isf, "isf"), (record_pages, "record_pages"), (host_system_map, "host_system_map")):
+        path(v, what)
+    for m in system_map if isinstance(system_map, (list, tuple)) else [system_map]:
+        path(m, "system_map")
+    if profile is not None and (isinstance(profile, bool) or not isinstance(profile, (str, os.PathLike))):
+        raise UsageError(f"profile: expected a profile name or directory, got {profile!r}")
+    for v, what in ((phys_base, "phys_base"), (until, "until")):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise UsageError(f"{what}: expected an integer, got {v!r}")
+    if phys_base is not None and not 0 <= phys_base < 1 << 64:
+        raise UsageError(f"phys_base {phys_base:#x} is out of range (0 to 2**64-1)")
 
 
 def _int_or_none(text):

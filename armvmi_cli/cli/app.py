@@ -73,8 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         print("armvmi: aborted", file=sys.stderr)
         code = 130
     except ClickException as e:
-        e.show()
         code = ExitCode.BAD_INPUT
+        if type(e).__name__ == "NoArgsIsHelpError":  # `armvmi snapshot`: the group's help is the answer
+            e.show()
+        else:  # one line, like every other error (click prints a 3-4 line block)
+            ctx = getattr(e, "ctx", None)
+            where = f"{ctx.command_path.removeprefix('armvmi').strip()}: " if ctx is not None and ctx.command_path != "armvmi" else ""
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            msg = " ".join(e.format_message().split())
+            print(f"armvmi: error: {where}{msg}{hint}", file=sys.stderr)
+            code = getattr(e, "exit_code", code) or code
     except ArmvmiError as e:
         if state.DEBUG:
             import traceback
@@ -92,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("armvmi: interrupted", file=sys.stderr)
         code = 130
+    except MemoryError:
+        print("armvmi: error: out of memory (the input is larger than this machine can hold, or hostile)", file=sys.stderr)
+        code = ExitCode.BAD_INPUT
     except Exception as e:  # a bug: say so briefly, traceback only on request
         if state.DEBUG:
             import traceback

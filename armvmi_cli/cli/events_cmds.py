@@ -53,12 +53,12 @@ def resolve_log(target: Path, events: Optional[Path] = None):
     from ..errors import UsageError
     from ..firmware.smclog import is_smclog
 
+    from ..inputs import check_input
+
     if events is not None:
-        if not Path(events).is_file():
-            raise UsageError(f"--events {events}: no such file")
+        check_input(events, "--events")
         return str(events), f"--events {events}"
-    if not target.exists():
-        raise UsageError(f"{target}: no such file")
+    check_input(target, block_ok=True)
     if is_smclog(target):
         return str(target), str(target)
     from ..errors import ArmvmiError
@@ -124,6 +124,14 @@ def events(
 
     vm_id = parse_int(vm, "--vm")
     want_event = event.upper().replace("-", "_") if event else None
+    if want_event is not None:
+        import re
+
+        from ..firmware.vmi_service import EVENT_NAMES
+
+        names = sorted(EVENT_NAMES.values()) + ["GET_INFORMATION", "PSCI_VERSION"]
+        if want_event not in names and not re.fullmatch(r"EVENT_0X[0-9A-F]+", want_event):
+            raise UsageError(f"--event {event!r}: no such event (valid: {', '.join(names)})")
     source, where = resolve_log(log, events_opt)
     rp = Replay(source, until)
     out = sys.stdout
@@ -172,22 +180,18 @@ def events_import(
     """Build a .smclog from JSON Lines, so analysts can script and hand-craft logs."""
     from ..errors import UsageError
     from ..firmware.smclog import import_jsonl
+    from ..inputs import check_input
+    from ..output import Output
 
-    if out.exists() and not force:
-        raise UsageError(f"{out} exists (use --force to overwrite)")
-    tmp = out.with_name(out.name + ".part")
-    try:
-        if str(jsonl) == "-":
-            n = import_jsonl(sys.stdin, tmp, keep_crc)
+    stdin = str(jsonl) == "-"
+    if not stdin:
+        check_input(jsonl, "JSONL")
+    with Output(out, [] if stdin else [jsonl], force) as o:
+        if stdin:
+            n = import_jsonl(sys.stdin, o.file(), keep_crc)
         else:
-            if not jsonl.is_file():
-                raise UsageError(f"{jsonl}: no such file")
             with open(jsonl, encoding="utf-8", errors="replace") as f:
-                n = import_jsonl(f, tmp, keep_crc)
-        tmp.replace(out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+                n = import_jsonl(f, o.file(), keep_crc)
     print(f"wrote {n} records to {out}")
 
 

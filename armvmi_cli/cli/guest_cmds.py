@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import Image, Json, SessionOptions, image_command, parse_int
+from .options import Force, Image, Json, SessionOptions, image_command, parse_int
 from .views import Jsonl, Pids
 
 @image_command
@@ -22,6 +22,7 @@ def ps(
     no_cross_view: Annotated[bool, typer.Option("--no-cross-view", help="Skip the PID IDR cross-check.")] = False,
     pid: Pids = None,
     record_pages: Annotated[Optional[Path], typer.Option("--record-pages", help="Write the physical pages this run reads to FILE (for `snapshot pack --pages-from`).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Let --record-pages replace an existing FILE (never an input).")] = False,
     json: Json = False,
     jsonl: Jsonl = False,
 ):
@@ -32,7 +33,14 @@ def ps(
 
     if json and jsonl:
         raise UsageError("give at most one of --json and --jsonl")
+    if record_pages is not None:
+        from ..output import check_output, options_inputs
+
+        inputs = options_inputs(image, opts)
+        check_output(record_pages, inputs, force, "--record-pages")
     s = opts.open(image, record_pages=record_pages)
+    if record_pages is not None:
+        s.memory.record_inputs, s.memory.record_force = inputs, force
     out = collect_view(s, PS, opts.vm, threads=threads, cross_view=not no_cross_view, pids=pid)
     s.save_recorded_pages()
     raise typer.Exit(render(out, json=json, jsonl=jsonl))
@@ -179,6 +187,7 @@ def read(
     gpa: Annotated[bool, typer.Option("--gpa", help="ADDRESS is guest physical.")] = False,
     hpa: Annotated[bool, typer.Option("--hpa", help="ADDRESS is host physical.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the raw bytes to this file.")] = None,
+    force: Force = False,
 ):
     """Read memory at a guest virtual, guest physical or host physical address."""
     from ..errors import UsageError
@@ -187,22 +196,44 @@ def read(
     if gva + gpa + hpa > 1:
         raise UsageError("give at most one of --gva, --gpa, --hpa")
     n = parse_int(length, "LEN")
-    if n is None or n < 0 or n > (1 << 30):
+    if n > (1 << 30):
         raise UsageError(f"LEN {length!r} must be between 0 and 1 GiB")
+    inputs = None
+    if output is not None:
+        from ..output import check_output, options_inputs
+
+        inputs = options_inputs(image, opts)
+        check_output(output, inputs, force)
     s = opts.open(image)
     if hpa:
-        layer, addr = s.memory, parse_int(address, "ADDRESS")
+        layer, addr = s.memory, parse_int(address, "ADDRESS", bits=64)
     elif gpa:
-        layer, addr = s.vm(opts.vm).gphys, parse_int(address, "ADDRESS")
+        layer, addr = s.vm(opts.vm).gphys, parse_int(address, "ADDRESS", bits=64)
     else:
         k = s.vm(opts.vm).kernel
         layer, addr = k.vmem, k.eval_address(address)
-    data = layer.read(addr, n)
+    if addr + n > 1 << 64:
+        raise UsageError(f"{address} + {n:#x} bytes runs past the end of the 64-bit address space")
+    step = 1 << 20  # stream: constant memory for any LEN
+
+    def chunks():
+        for off in range(0, n, step):
+            yield addr + off, layer.read(addr + off, min(step, n - off))
+
     if output is not None:
-        output.write_bytes(data)
-        render.console(stderr=True).print(f"wrote {len(data)} bytes to {output}")
+        from ..output import Output
+
+        with Output(output, inputs, force) as o:
+            f = o.file()
+            for _, data in chunks():
+                f.write(data)
+        render.console(stderr=True).print(f"wrote {n} bytes to {output}")
     else:
-        print(render.hexdump(data, addr))
+        write = sys.stdout.write
+        for va, data in chunks():
+            write(render.hexdump(data, va))
+            write("\n")
+        sys.stdout.flush()
 
 
 @image_command

@@ -5,6 +5,7 @@ thing everywhere."""
 from __future__ import annotations
 
 import functools
+import re
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ PhysBase = Annotated[Optional[str], typer.Option("--phys-base", help="Physical a
 Vm = Annotated[Optional[str], typer.Option("--vm", help="VM id (from `armvmi vms`) when the host runs more than one.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 Until = Annotated[Optional[int], typer.Option("--until", help="Replay the event log only up to this sequence number.")]
+Force = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists (never an input, never anything but a regular file).")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not use or write armvmi's caches (parsed types, where things were found).")]
 
 
@@ -48,7 +50,7 @@ class SessionOptions:
             system_map=list(self.system_map or []),
             profile=self.profile,
             isf=self.isf,
-            phys_base=parse_int(self.phys_base, "--phys-base"),
+            phys_base=parse_int(self.phys_base, "--phys-base", bits=64),
             until=self.until,
             use_cache=not (self.no_cache or record_pages),
             record_pages=record_pages,
@@ -80,13 +82,29 @@ def image_command(fn):
     return command
 
 
-def parse_int(text: str | None, what: str = "value") -> int | None:
-    """Parse 0x-hex or decimal, with a clear error."""
+_NUMBER = re.compile(r"(0[xX][0-9a-fA-F](_?[0-9a-fA-F])*|0[oO][0-7](_?[0-7])*|0[bB][01](_?[01])*|[0-9](_?[0-9])*)")
+
+
+def parse_int(text: str | None, what: str = "value", bits: int | None = None, signed: bool = False) -> int | None:
+    """Parse 0x-hex, 0o-octal, 0b-binary or decimal (ASCII only, no spaces:
+    Python's int() also takes Unicode digits and " 5"), with a clear error.
+    ``bits``: refuse values that do not fit in that many bits (no wrapping)."""
     if text is None:
         return None
     from ..errors import UsageError
 
+    if not isinstance(text, str):
+        raise UsageError(f"{what} {text!r} is not a number")
+    neg = text.startswith("-")
+    body = text[1:] if neg else text
     try:
-        return int(text.replace("_", ""), 0)
+        if not _NUMBER.fullmatch(body):
+            raise ValueError
+        value = int(body, 0) * (-1 if neg else 1)
     except ValueError:
         raise UsageError(f"{what} {text!r} is not a number (use 0x... for hex)") from None
+    if neg and not signed:
+        raise UsageError(f"{what} {text} must not be negative")
+    if bits is not None and not (0 <= value < (1 << bits)):
+        raise UsageError(f"{what} {text} is out of range (0 to {(1 << bits) - 1:#x})")
+    return value

@@ -49,11 +49,17 @@ def print_jsonl(obj) -> None:
     sys.stdout.write(json.dumps(obj, default=_default, separators=(",", ":")) + "\n")
 
 
+_ASCII = bytes(b if 32 <= b < 127 else 0x2E for b in range(256))
+
+
 def hexdump(data: bytes, base: int) -> str:
+    """``address  16 hex bytes  |ascii|`` lines (bytes.hex and translate do
+    the per-byte work: a 1 GiB read streams at tens of MB/s)."""
+    data = bytes(data)
+    hexs = data.hex(" ")
+    asc = data.translate(_ASCII).decode("ascii")
     lines = []
     for off in range(0, len(data), 16):
-        chunk = data[off : off + 16]
-        hexpart = " ".join(f"{b:02x}" for b in chunk)
-        asc = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{base + off:016x}  {hexpart:<47}  |{asc}|")
+        n = min(16, len(data) - off)
+        lines.append(f"{base + off:016x}  {hexs[off * 3 : off * 3 + n * 3 - 1]:<47}  |{asc[off : off + n]}|")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .options import Events, Image, Json, PhysBase, parse_int
+from .options import Events, Force, Image, Json, PhysBase, parse_int
 
 snapshot_app = typer.Typer(
     name="snapshot",
@@ -49,26 +49,35 @@ def pack(
     boot_id: Annotated[Optional[str], typer.Option("--boot-id", help="The host's /proc/sys/kernel/random/boot_id at capture.")] = None,
     note: Annotated[Optional[List[str]], typer.Option("--note", help="Free-form note to store (repeatable).")] = None,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Bytes per compressed chunk (power of two, >= 4096).")] = 4096,
+    force: Force = False,
 ):
     """Convert any readable image into an .armvmi snapshot (lz4 chunks, embedded event log)."""
-    import os
     import time
 
     from ..errors import UsageError
     from ..memory.armvmi_snapshot import pack as do_pack
     from ..memory.events import find_event_log
     from ..memory.recording import read_page_list
+    from ..output import Output, check_output, session_inputs
     from . import render
 
+    inputs = session_inputs(image, events, pages_from=pages_from)
+    check_output(out, inputs, force)  # before any work: never after minutes of packing
     src = _open(image, phys_base)
     try:
-        if out.exists() and image.exists() and os.path.samefile(out, image):
-            raise UsageError(f"{out}: output would overwrite the input image")
         log, where = (None, "not embedded (--no-events)") if no_events else find_event_log(image, src, events)
         if isinstance(log, str):
+            from ..inputs import check_input
+
+            check_input(log, "--events")
             with open(log, "rb") as f:
                 log = f.read()
         pages = read_page_list(pages_from) if pages_from else None
+        if pages is not None:
+            from ..memory.armvmi_snapshot import page_ranges
+
+            if not page_ranges(src, pages)[0]:
+                raise UsageError(f"--pages-from {pages_from}: none of its {len(pages)} page(s) is in {image}; nothing to pack")
         meta = {k: v for k, v in (("host_name", host_name), ("capture_time", capture_time), ("boot_id", boot_id)) if v}
         if note:
             meta["notes"] = list(note)
@@ -85,7 +94,8 @@ def pack(
             def progress(done, total):
                 bar.update(task, completed=done, total=total)
 
-            info = do_pack(src, out, events=log, metadata=meta, pages=pages, progress=progress, chunk_size=chunk_size)
+            with Output(out, inputs, force) as o:
+                info = do_pack(src, o.tmp, events=log, metadata=meta, pages=pages, progress=progress, chunk_size=chunk_size)
         dt = max(time.perf_counter() - t0, 1e-9)
     finally:
         src.close()
@@ -179,19 +189,24 @@ def export(
     out: Annotated[Path, typer.Argument(help="File to write.", show_default=False)],
     format: Annotated[str, typer.Option("--format", "-f", help="lime or avml.")] = "lime",
     phys_base: PhysBase = None,
+    force: Force = False,
 ):
     """Write an image (an .armvmi snapshot, say) as LiME or AVML for other tools."""
     from ..errors import UsageError
+    from ..output import Output, check_output, session_inputs
 
     if format not in ("lime", "avml"):
         raise UsageError(f"--format {format!r}: choose lime or avml")
+    inputs = session_inputs(image)
+    check_output(out, inputs, force)
     m = _open(image, phys_base)
     try:
         if format == "lime":
             from ..memory.lime import write_lime as write
         else:
             from ..memory.avml import write_avml as write
-        n = write(m, out)
+        with Output(out, inputs, force) as o:
+            n = write(m, o.tmp)
     finally:
         m.close()
     print(f"{out}: {format}, {_human(n)}")

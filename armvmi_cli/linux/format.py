@@ -15,6 +15,10 @@ def _tname(t) -> str:
 
 def format_object(kernel, obj: Object, depth: int = 1) -> dict:
     t = strip(obj.type_)
+    if not isinstance(getattr(t, "fields", None), dict):
+        from ..errors import SymbolError
+
+        raise SymbolError(f"{_tname(t)} is a {getattr(t, 'kind', 'non-struct')} type, not a struct or union")
     hit = kernel.lookup(obj.address_)
     out = {"type": _tname(t), "address": f"{obj.address_:#x}", "symbol": f"{hit[0]}+{hit[1]:#x}" if hit else None}
     out["fields"] = _fields(kernel, obj, depth)

@@ -93,19 +93,24 @@ class Kernel:
         return r
 
     def eval_address(self, text: str) -> int:
-        """``0xffff...``, ``init_task`` or ``init_task+0x10``."""
-        text = text.strip()
-        m = re.fullmatch(r"([A-Za-z_.$][\w.$]*)\s*(?:([+-])\s*(0x[0-9a-fA-F]+|\d+))?", text)
-        if m and not re.fullmatch(r"0x[0-9a-fA-F]+|\d+", text):
+        """``0xffff...``, ``init_task`` or ``init_task+0x10`` (ASCII only; a
+        result outside 0..2**64-1 is an error, never wrapped)."""
+        if not isinstance(text, str):
+            raise SymbolError(f"{text!r} is neither an address nor a symbol[+offset]")
+        m = re.fullmatch(r"([A-Za-z_.$][\w.$]*)\s*(?:([+-])\s*(0x[0-9a-fA-F]+|[0-9]+))?", text, re.ASCII)
+        if m and not re.fullmatch(r"0x[0-9a-fA-F]+|[0-9]+", text, re.ASCII):
             base = self.symbol(m.group(1))
             if m.group(2):
-                off = int(m.group(3), 0)
+                g = m.group(3)
+                off = int(g, 16) if g.startswith("0x") else int(g, 10)
                 base = base + off if m.group(2) == "+" else base - off
-            return base
-        try:
-            return int(text, 0)
-        except ValueError:
-            raise SymbolError(f"{text!r} is neither an address nor a symbol[+offset]") from None
+        elif re.fullmatch(r"0[xX][0-9a-fA-F]+|[0-9]+", text, re.ASCII):
+            base = int(text, 16 if text[:2] in ("0x", "0X") else 10)
+        else:
+            raise SymbolError(f"{text!r} is neither an address nor a symbol[+offset]")
+        if not 0 <= base < 1 << 64:
+            raise SymbolError(f"{text}: address out of range (0 to 0xffffffffffffffff)")
+        return base
 
     # -- types -------------------------------------------------------------
     def type(self, name: str):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from ..errors import ImageFormatError, MemoryReadError
+from ..errors import ImageFormatError, MemoryReadError, UsageError
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,14 @@ class PhysicalMemory:
         return self._find(pa) >= 0
 
     def read(self, pa: int, n: int) -> bytes:
-        if n < 0:
-            raise ValueError("negative length")
-        if n == 0:
-            return b""
+        try:
+            bad = n <= 0 or pa < 0 or pa >> 64
+        except TypeError:
+            bad = True
+        if bad:  # the slow path: only an empty or a wrong request gets here
+            if type(n) is int and n == 0 and type(pa) is int and 0 <= pa < 1 << 64:
+                return b""
+            raise UsageError(f"read({pa!r}, {n!r}): the address must be 0..2**64-1 and the length a non-negative integer")
         i = self._find(pa)
         if i < 0:
             raise MemoryReadError(pa, n, self.layer_name, self.hole_reason)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 
-from ..errors import UsageError
 from .base import PhysicalMemory
 
 
 def find_event_log(image_path, mem: PhysicalMemory | None, events_opt=None) -> tuple[bytes | str | None, str]:
     """Return (path or bytes or None, a phrase saying where it came from)."""
     if events_opt is not None:
+        from ..inputs import check_input
+
         p = os.fspath(events_opt)
-        if not os.path.isfile(p):
-            raise UsageError(f"--events {p}: no such file")
+        check_input(p, "--events")
         return p, f"--events {p}"
     if mem is not None and mem.embedded_events:
         return bytes(mem.embedded_events), f"embedded in {os.path.basename(os.fspath(image_path))}"

@@ -7,9 +7,12 @@ succeeded: a failed read of a hole is still evidence the page was wanted).
 
 from __future__ import annotations
 
+import re
+
 from .base import PhysicalMemory
 
 PAGE = 4096
+_HEX = re.compile(r"(0[xX])?[0-9a-fA-F]{1,16}")
 
 
 class RecordingMemory(PhysicalMemory):
@@ -54,11 +57,18 @@ class RecordingMemory(PhysicalMemory):
         d["recorded_pages"] = len(self.pages)
         return d
 
+    #: what the page list may not replace (set by the command that records)
+    record_inputs: tuple = ()
+    record_force: bool = False
+
     def write_page_list(self, path) -> int:
-        """One hex page address per line (the ``--pages-from`` format)."""
-        with open(path, "w") as f:
-            for p in sorted(self.pages):
-                f.write(f"{p:#x}\n")
+        """One hex page address per line (the ``--pages-from`` format),
+        written atomically; never over an input."""
+        from ..output import write_atomic
+
+        inputs = [self.inner.path, *self.record_inputs]
+        write_atomic(path, "".join(f"{p:#x}\n" for p in sorted(self.pages)).encode(), inputs, self.record_force, "--record-pages")
+        self.record_force = True  # our own output now: a second save (at close) replaces it
         return len(self.pages)
 
 
@@ -66,16 +76,22 @@ def read_page_list(path) -> list[int]:
     """Parse a ``--pages-from`` file: one hex address per line (``0x`` optional); '#' comments."""
     from ..errors import UsageError
 
+    from ..inputs import check_input, os_reason
+
+    check_input(path, "--pages-from")
     out = []
     try:
-        lines = open(path).read().splitlines()
+        with open(path, encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
     except OSError as e:
-        raise UsageError(f"{path}: cannot read page list: {e.strerror}") from None
+        raise UsageError(f"--pages-from {path}: cannot read page list: {os_reason(e)}") from None
     for no, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         try:
+            if not _HEX.fullmatch(line) or int(line, 16) >= 1 << 64:
+                raise ValueError
             out.append(int(line, 16))
         except ValueError:
             raise UsageError(f"{path}:{no}: {line!r} is not a page address") from None

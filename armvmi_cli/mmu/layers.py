@@ -110,7 +110,7 @@ class TranslationLayer:
         """``n`` bytes at ``addr``, each page translated; faults and lower read errors propagate."""
         if n <= 0:
             if n < 0:
-                raise ValueError("negative length")
+                raise UsageError(f"read({addr:#x}, {n}): negative length")
             return b""
         page = 1 << self._tlb_shift
         first = page - (addr & (page - 1))

@@ -113,7 +113,7 @@ class IsfSource(RecordSource):
 
 
 def read_isf(path: str | os.PathLike) -> dict:
-    data = read_maybe_compressed(path)
+    data = read_maybe_compressed(path, "ISF")
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:

@@ -14,6 +14,7 @@ kernel banner in guest memory and asks :func:`find_profile_for_banner`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import lzma
 import os
@@ -110,7 +111,7 @@ class Profile:
         """The exported type model, or None (then types come from the image's BTF)."""
         if self._types is None and self.has_types:
             try:
-                doc = json.loads(read_maybe_compressed(self.dir / TYPES_JSON))
+                doc = json.loads(read_maybe_compressed(self.dir / TYPES_JSON, "types"))
             except ValueError as e:
                 raise SymbolError(f"profile {self.name}: corrupt {TYPES_JSON}: {e}") from None
             self._types = TypeModel.from_json(doc)
@@ -175,7 +176,7 @@ def find_profile_for_banner(banner: str, dirs=None) -> Profile | None:
 
 def _config_params(config_path) -> dict:
     """page_size and va_bits from a kernel .config (CONFIG_ARM64_*)."""
-    text = read_maybe_compressed(config_path).decode("utf-8", "replace")
+    text = read_maybe_compressed(config_path, "config").decode("utf-8", "replace")
     out = {}
     m = re.search(r"^CONFIG_ARM64_VA_BITS=(\d+)", text, re.M)
     if m:
@@ -194,11 +195,16 @@ def create_profile(out_dir, system_map, vmlinux=None, isf=None, release=None, ba
     """Write a profile directory.  Types come from ``vmlinux`` (DWARF) or
     ``isf`` when given; otherwise the profile relies on the image's BTF."""
     out = Path(out_dir)
-    if (out / PROFILE_JSON).exists() and not overwrite:
-        raise SymbolError(f"{out}: a profile already exists there (remove it first)")
     if vmlinux and isf:
         raise SymbolError("give --vmlinux or --isf, not both: a profile has one source of types")
-    sm = SystemMap.load(system_map)  # refuses stubs and truncated maps
+    inputs = [i for i in (system_map, vmlinux, isf, config) if i is not None]
+    _check_profile_dir(out, inputs, overwrite)
+    if vmlinux is not None:
+        from ..inputs import check_input
+
+        check_input(vmlinux, "--vmlinux")
+    map_bytes = read_maybe_compressed(system_map)  # read once, before anything is written
+    sm = SystemMap.parse(map_bytes, path=system_map).check()  # refuses stubs and truncated maps
     types: TypeModel | None = None
     source = {"symbols": "System.map", "types": "btf (read from the image)"}
     if vmlinux:
@@ -229,21 +235,52 @@ def create_profile(out_dir, system_map, vmlinux=None, isf=None, release=None, ba
     }
     if config:
         meta.update(_config_params(config))
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with lzma.open(out / SYSTEM_MAP, "wb", preset=6) as f:
-            f.write(read_maybe_compressed(system_map))
-        if types is not None:
-            doc = types.to_json()
-            meta["types"] = {"source": types.source, "records": len(doc["records"]), "structs": len(types.struct_names())}
-            with lzma.open(out / TYPES_JSON, "wb", preset=6) as f:
-                f.write(json.dumps(doc, separators=(",", ":")).encode())
-        elif (out / TYPES_JSON).exists():
-            (out / TYPES_JSON).unlink()
-        (out / PROFILE_JSON).write_text(json.dumps(meta, indent=2) + "\n")
     except OSError as e:
-        raise SymbolError(f"{out}: cannot write profile: {e.strerror or e}") from None
+        raise SymbolError(f"{out}: cannot create the profile directory: {e.strerror or e}") from None
+    from ..output import Output
+
+    # Each file under a temporary name, renamed into place only when all are
+    # complete; profile.json (what makes the directory a profile) goes last:
+    # the ExitStack commits in reverse order of entry.
+    files = [(SYSTEM_MAP, lzma.compress(map_bytes, preset=6))]
+    if types is not None:
+        doc = types.to_json()
+        meta["types"] = {"source": types.source, "records": len(doc["records"]), "structs": len(types.struct_names())}
+        files.append((TYPES_JSON, lzma.compress(json.dumps(doc, separators=(",", ":")).encode(), preset=6)))
+    files.append((PROFILE_JSON, (json.dumps(meta, indent=2) + "\n").encode()))
+    try:
+        with contextlib.ExitStack() as stack:
+            for fname, data in reversed(files):
+                stack.enter_context(Output(out / fname, inputs, force=True, what="profile file")).file().write(data)
+        if types is None and (out / TYPES_JSON).exists():
+            (out / TYPES_JSON).unlink()  # an old profile's types would no longer match
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return Profile.read(out)
+
+
+def _check_profile_dir(out: Path, inputs, overwrite: bool) -> None:
+    """OUT_DIR is new, empty, or an armvmi profile (replaced only with
+    --force); none of its files may be an input."""
+    from ..output import check_output
+
+    if not out.exists():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise SymbolError(f"{out}: exists and is not a directory; a profile is a directory")
+    names = set(os.listdir(out))
+    if names and PROFILE_JSON not in names:
+        raise SymbolError(f"{out}: not empty and not an armvmi profile (no {PROFILE_JSON}); armvmi will not write into it")
+    if PROFILE_JSON in names and not overwrite:
+        raise SymbolError(f"{out}: a profile already exists there (use --force to replace it)")
+    for n in (SYSTEM_MAP, TYPES_JSON, PROFILE_JSON, "System.map.zst", "System.map.gz", "System.map"):
+        if n in names:
+            check_output(out / n, inputs, force=True, what="profile file")
 
 
 def _release_from_filename(path) -> str | None:

@@ -48,37 +48,12 @@ class SymbolRow(NamedTuple):
     unslid: int
 
 
-def read_maybe_compressed(path: str | os.PathLike) -> bytes:
-    """File contents, transparently decompressing xz, gzip, bzip2 or zstd (by magic)."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise SymbolError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise SymbolError(f"{p}: is a directory, not a file") from None
-    except OSError as e:
-        raise SymbolError(f"{p}: cannot read: {e.strerror}") from None
-    try:
-        if raw.startswith(b"\xfd7zXZ\x00"):
-            import lzma
+def read_maybe_compressed(path: str | os.PathLike, what: str = "System.map") -> bytes:
+    """File contents, transparently decompressing xz, gzip, bzip2 or zstd (by
+    magic), in a stream bounded by what a real file of this kind can be."""
+    from ..inputs import read_input
 
-            return lzma.decompress(raw)
-        if raw.startswith(b"\x1f\x8b"):
-            import gzip
-
-            return gzip.decompress(raw)
-        if raw.startswith(b"BZh"):
-            import bz2
-
-            return bz2.decompress(raw)
-        if raw.startswith(b"\x28\xb5\x2f\xfd"):
-            import cramjam
-
-            return bytes(cramjam.zstd.decompress(raw))
-    except Exception as e:  # corrupt archive: bad input, not a bug
-        raise SymbolError(f"{p}: cannot decompress: {e}") from None
-    return raw
+    return read_input(path, what)
 
 
 def _cache_dir() -> Path:
