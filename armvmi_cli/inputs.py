@@ -48,9 +48,19 @@ def os_reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def check_input(path, what: str = "", block_ok: bool = False) -> os.stat_result:
+def check_input(path, what: str = "", block_ok: bool = False, error=None) -> os.stat_result:
     """Refuse (one line, exit 2) anything but an existing regular file (or a
-    block device when ``block_ok``), before anything opens it."""
+    block device when ``block_ok``), before anything opens it.  ``error``:
+    the ArmvmiError class to raise (the caller's usual one)."""
+    try:
+        return _check_input(path, what, block_ok)
+    except InputError as e:
+        if error is None or isinstance(e, error):
+            raise
+        raise error(str(e)) from None
+
+
+def _check_input(path, what: str, block_ok: bool) -> os.stat_result:
     if path is None or isinstance(path, (bool, int, float)) or not isinstance(path, (str, bytes, os.PathLike)):
         raise InputError(f"{what + ': ' if what else ''}expected a file path, got {path!r}")
     p = os.fspath(path)
@@ -76,7 +86,7 @@ def read_input(path, what: str, limit: int | None = None) -> bytes:
     from .errors import SymbolError
 
     limit = limit or LIMITS.get(what, 256 * MiB)
-    st = check_input(path, what)
+    st = check_input(path, what, error=SymbolError)
     p = os.fspath(path)
     if st.st_size > limit:
         raise SymbolError(f"{what} {p}: {st.st_size:,} bytes; larger than any real {what} ({limit // MiB} MiB)")

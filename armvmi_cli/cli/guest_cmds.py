@@ -230,10 +230,13 @@ def read(
         render.console(stderr=True).print(f"wrote {n} bytes to {output}")
     else:
         write = sys.stdout.write
-        for va, data in chunks():
-            write(render.hexdump(data, va))
-            write("\n")
-        sys.stdout.flush()
+        try:
+            for va, data in chunks():
+                write(render.hexdump(data, va))
+                write("\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # click would turn it into exit 1
+            render.stdout_closed()
 
 
 @image_command

@@ -18,7 +18,7 @@ def format_object(kernel, obj: Object, depth: int = 1) -> dict:
     if not isinstance(getattr(t, "fields", None), dict):
         from ..errors import SymbolError
 
-        raise SymbolError(f"{_tname(t)} is a {getattr(t, 'kind', 'non-struct')} type, not a struct or union")
+        raise SymbolError(f"{_tname(t)} is not a struct or union (a {getattr(t, 'kind', 'non-struct')} type)")
     hit = kernel.lookup(obj.address_)
     out = {"type": _tname(t), "address": f"{obj.address_:#x}", "symbol": f"{hit[0]}+{hit[1]:#x}" if hit else None}
     out["fields"] = _fields(kernel, obj, depth)

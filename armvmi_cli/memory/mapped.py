@@ -15,7 +15,7 @@ def open_image_file(path: str):
     (a FIFO would block in it, /dev/zero never ends)."""
     from ..inputs import check_input
 
-    check_input(path, block_ok=True)
+    check_input(path, block_ok=True, error=ImageFormatError)
     try:
         return open(path, "rb")
     except FileNotFoundError:
