@@ -354,7 +354,7 @@ def pack(
                 yield src.read(pa, n), sizes
                 pa += n
 
-    tmp = f"{out}.tmp{os.getpid()}"
+    tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.armvmi-partial-{os.getpid()}")  # never read as an image
     entries = bytearray()
     done = 0
     try:
