@@ -17,6 +17,14 @@ __version__ = "0.1.0"
 
 def open(image, events=None, profile=None, system_map=None, **kwargs):  # noqa: A001 - mirrors builtins.open on purpose
     """Open a memory image and return a :class:`armvmi_cli.session.Session`."""
+    import inspect
+
     from .session import Session
 
+    known = inspect.signature(Session.open).parameters
+    unknown = sorted(k for k in kwargs if k not in known)
+    if unknown:
+        from .errors import UsageError
+
+        raise UsageError(f"armvmi_cli.open(): unknown argument(s) {', '.join(unknown)} (known: {', '.join(k for k in known if k != 'cls')})")
     return Session.open(image, events=events, profile=profile, system_map=system_map, **kwargs)

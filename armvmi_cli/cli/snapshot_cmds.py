@@ -23,7 +23,7 @@ snapshot_app = typer.Typer(
 def _open(image: Path, phys_base: str | None):
     from ..memory import open_image
 
-    return open_image(image, parse_int(phys_base, "--phys-base"))
+    return open_image(image, parse_int(phys_base, "--phys-base", bits=64))
 
 
 def _human(n: int) -> str:

@@ -14,6 +14,11 @@ class RawMemory(PhysicalMemory):
         self.phys_base = phys_base or 0
         self._file = MappedFile(path)
         self._mm = self._file.mm
+        if self.phys_base < 0 or self.phys_base + self._file.size > 1 << 64:
+            self._file.close()
+            from ..errors import UsageError
+
+            raise UsageError(f"--phys-base {self.phys_base:#x}: the image would run past the 64-bit physical address space")
         self._set_ranges([Range(self.phys_base, self.phys_base + self._file.size)])
 
     def _read_in_range(self, index: int, pa: int, n: int) -> bytes:
