@@ -3,6 +3,7 @@
 
 Measures (median of N runs):
   * System.map parse, cold (no cache) and cached (marshal in $ARMVMI_CACHE);
+  * the BTF cache hit: the old unpickle against the digest-checked index;
   * BTF parse of the kernel's own BTF (read out of the memory image), struct
     lookup of task_struct with its fields, and a full check of every type id;
   * Volatility ISF load (.json.xz) and the same task_struct lookup;
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import statistics
 import sys
 import tempfile
@@ -26,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from armvmi_cli.memory import open_image  # noqa: E402
-from armvmi_cli.symbols.btf import parse_btf  # noqa: E402
+from armvmi_cli.symbols import cachefile  # noqa: E402
+from armvmi_cli.symbols.btf import BtfSource, parse_btf  # noqa: E402
 from armvmi_cli.symbols.isf import load_isf  # noqa: E402
 from armvmi_cli.symbols.system_map import SystemMap  # noqa: E402
 from armvmi_cli.symbols.types import TypeModel  # noqa: E402
@@ -78,6 +81,18 @@ def main() -> int:
     blob = read_btf(sm)
     t, tm = timed(lambda: parse_btf(blob), a.runs)
     rows.append((f"BTF parse ({len(blob) / 1e6:.1f} MB, {len(tm._src) - 1} types)", t))
+    t, _ = timed(lambda: pickle.loads(pickle.dumps(tm, protocol=pickle.HIGHEST_PROTOCOL)).struct("task_struct"), a.runs)
+    rows.append(("BTF cache hit as armvmi <= 0.4 did it (unpickle, trusted build id)", t))
+    cfile = Path(os.environ["ARMVMI_CACHE"]) / "btf-bench"
+
+    def warm():
+        key = cachefile.digest(blob)
+        src = BtfSource.from_index(blob, cachefile.read(cfile, "btf-index", 1, key))
+        return TypeModel(src).struct("task_struct")
+
+    cachefile.write(cfile, "btf-index", 1, cachefile.digest(blob), tm._src.index_sections())
+    t, _ = timed(warm, a.runs)
+    rows.append(("BTF cache hit: digest of the blob + checked index + task_struct", t))
     t, _ = timed(lambda: len(parse_btf(blob).struct("task_struct").fields), a.runs)
     rows.append(("BTF parse + task_struct with flattened fields", t))
     t, n = timed(lambda: parse_btf(blob).check_all(), max(1, a.runs // 2))

@@ -97,6 +97,56 @@ class BtfSource(RecordSource):
         self._str0, self._str_end = s0, s0 + hdr.str_len
         self._offsets = self._scan(t0, t0 + hdr.type_len)
 
+    # -- the parse index, as a cache entry (see resolve.btf_types) ----------
+    def index_sections(self) -> list[bytes]:
+        """What :meth:`_scan` built, as plain byte strings."""
+        from array import array
+
+        from .cachefile import pack_names
+
+        out = [array("I", self._offsets[1:]).tobytes()]
+        for idx in (self.structs, self.typedefs, self.bases, self.enums):
+            out.append(pack_names(idx) or b"")
+            out.append(array("I", idx.values()).tobytes())
+        return out
+
+    @classmethod
+    def from_index(cls, data: bytes, sec: list[bytes]) -> "BtfSource | None":
+        """A source over ``data`` with the index :meth:`index_sections` wrote,
+        or None when the index does not have the right shape for this blob."""
+        from array import array
+
+        from .cachefile import unpack_names
+
+        self = cls.__new__(cls)
+        RecordSource.__init__(self)
+        data = bytes(data)
+        try:
+            hdr = btf_header.parse(data)
+        except Exception:
+            return None
+        t0, s0 = hdr.hdr_len + hdr.type_off, hdr.hdr_len + hdr.str_off
+        if len(sec) != 9 or any(len(x) % 4 for x in sec[0::2]) or hdr.hdr_len < btf_header.sizeof():
+            return None
+        if t0 + hdr.type_len > len(data) or s0 + hdr.str_len > len(data):
+            return None
+        offs = array("I")
+        offs.frombytes(sec[0])
+        if offs and (offs[0] != t0 or max(offs) + 12 > t0 + hdr.type_len):
+            return None
+        n = len(offs) + 1
+        for i, idx in enumerate((self.structs, self.typedefs, self.bases, self.enums)):
+            tids = array("I")
+            tids.frombytes(sec[2 + 2 * i])
+            names = unpack_names(sec[1 + 2 * i], len(tids))
+            if names is None or (tids and not 0 < min(tids) <= max(tids) < n):
+                return None
+            idx.update(zip(names, tids))
+        self.header, self._data = hdr, data
+        self._str0, self._str_end = s0, s0 + hdr.str_len
+        self._offsets = [-1] + offs.tolist()
+        return self
+
     def _name(self, off: int) -> str:
         if off == 0:
             return ""

@@ -136,10 +136,15 @@ def find_profiles(dirs=None) -> list[Profile]:
     """Every readable profile in ``dirs`` (default: :func:`search_path`); earlier dirs win on name clashes."""
     out, seen = [], set()
     for base in [Path(d) for d in dirs] if dirs is not None else search_path():
-        if not base.is_dir():
-            continue
-        for d in sorted(base.iterdir()):
-            if not (d / PROFILE_JSON).is_file():
+        try:
+            entries = sorted(base.iterdir()) if base.is_dir() else []
+        except OSError:
+            continue  # an unreadable $HOME or profile directory hides only its own profiles
+        for d in entries:
+            try:
+                if not (d / PROFILE_JSON).is_file():
+                    continue
+            except OSError:
                 continue
             try:
                 p = Profile.read(d)

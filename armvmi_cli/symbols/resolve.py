@@ -1,7 +1,7 @@
 """How a kernel's symbols and types are chosen and checked, once the kernel
 is located: a System.map that fits (checked against the kernel's own
 VMCOREINFO), a profile picked by banner, or the kernel's own kallsyms; types
-from BTF read out of memory (cached by build id).  Used for guest kernels
+from BTF read out of memory (its parse index cached by the blob's digest).  Used for guest kernels
 (:mod:`armvmi_cli.session`) and the host kernel (:mod:`armvmi_cli.host`).
 """
 
@@ -13,8 +13,25 @@ from pathlib import Path
 from ..errors import ArmvmiError, SymbolError
 
 
+# Where the cache lives when the user's cannot be used: every lookup under it
+# fails with ENOTDIR, which reads as "absent", and every write fails quietly.
+_NO_CACHE_DIR = Path(os.devnull) / "armvmi-cache"
+
+
 def cache_dir() -> Path:
+    """armvmi's cache directory ($ARMVMI_CACHE, else $XDG_CACHE_HOME/armvmi,
+    else ~/.cache/armvmi), created if need be.  When it cannot be used (an
+    unreadable $HOME, a path under a file) the command still runs, uncached."""
     base = os.environ.get("ARMVMI_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "armvmi")
+    try:
+        os.makedirs(base, exist_ok=True)
+        if not os.access(base, os.R_OK | os.W_OK | os.X_OK):
+            raise PermissionError(13, "permission denied")
+    except (OSError, ValueError) as e:
+        from .cachefile import debug
+
+        debug(f"{base}: unusable ({getattr(e, 'strerror', None) or e}); running without a cache")
+        return _NO_CACHE_DIR
     return Path(base)
 
 
@@ -23,7 +40,7 @@ KERNEL_IMAGE_MAX = 128 << 20  # generous bound on an arm64 kernel image's size
 
 # Bump when the parsed type model changes shape or meaning (a cached model
 # from an older armvmi must not be reused).
-TYPES_CACHE_VERSION = 2
+TYPES_CACHE_VERSION = 3  # 3: a digest-keyed BTF index (2 was a pickle keyed by build id)
 
 
 def kernel_image_ranges(phys, vi):
@@ -124,31 +141,13 @@ class KallsymsWithVmcoreinfo:
         return iter(self.ks)
 
 
-def btf_types(kernel, use_cache: bool):
-    """The kernel's own BTF (CONFIG_DEBUG_INFO_BTF), read through its page
-    tables; parsed once per build id and cached."""
-    import pickle
-
-    from .btf import parse_btf
-
-    info = kernel.info
-    cache = None
-    if use_cache and info.build_id:
-        cache = cache_dir() / "btf" / f"{info.build_id}.v{TYPES_CACHE_VERSION}.pickle"
-        if cache.exists():
-            try:
-                with open(cache, "rb") as f:
-                    tm = pickle.load(f)
-                info.types_source = f"BTF in memory (cached {cache})"
-                return tm
-            except Exception:  # a stale or foreign cache file: rebuild it
-                pass
+def _read_btf(kernel) -> tuple[bytes, str]:
+    """The BTF blob and where it was found."""
     try:
         start, stop = kernel.symbol("__start_BTF"), kernel.symbol("__stop_BTF")
         if not 0 < stop - start < (256 << 20):
             raise SymbolError(f"{kernel.name}: implausible BTF bounds {start:#x}-{stop:#x}")
-        data = kernel.read(start, stop - start)
-        where = f"at {start:#x}"
+        return kernel.read(start, stop - start), f"at {start:#x}"
     except SymbolError:
         # No data symbols (kallsyms without KALLSYMS_ALL): find it by its header.
         from .btf_locate import locate_btf
@@ -160,17 +159,33 @@ def btf_types(kernel, use_cache: bool):
                 f"{kernel.name}: no BTF in the kernel image (CONFIG_DEBUG_INFO_BTF off?); give --isf or a profile with types"
             ) from None
         pa, size = found
-        data = phys.read(pa, size)
-        where = f"found by its header at physical {pa:#x}"
-    tm = parse_btf(data)
+        return phys.read(pa, size), f"found by its header at physical {pa:#x}"
+
+
+def btf_types(kernel, use_cache: bool):
+    """The kernel's own BTF (CONFIG_DEBUG_INFO_BTF), read through its page
+    tables.  The blob is always read from the image; what is cached is the
+    index its parse builds (where each type starts, names to ids), keyed by a
+    digest of the blob itself: an image whose BTF was altered, with its build
+    id left as is, gets an index of its own and never poisons another's."""
+    from . import cachefile
+    from .btf import BtfSource, parse_btf
+    from .types import TypeModel
+
+    info = kernel.info
+    data, where = _read_btf(kernel)
     info.types_source = f"BTF in memory ({len(data)} bytes {where})"
-    if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".tmp{os.getpid()}")
-            with open(tmp, "wb") as f:
-                pickle.dump(tm, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, cache)
-        except Exception:
-            pass  # caching is an optimisation; a read-only home must not fail the command
+    if not use_cache:
+        return parse_btf(data)
+    key = cachefile.digest(data)
+    cfile = cache_dir() / "btf" / f"{key.hex()[:40]}.v{TYPES_CACHE_VERSION}"
+    sec = cachefile.read(cfile, "btf-index", TYPES_CACHE_VERSION, key)
+    if sec is not None:
+        src = BtfSource.from_index(data, sec)
+        if src is not None:
+            info.types_source += " (index cached)"
+            return TypeModel(src)
+        cachefile.debug(f"{cfile}: malformed content; rebuilding")
+    tm = parse_btf(data)
+    cachefile.write(cfile, "btf-index", TYPES_CACHE_VERSION, key, tm._src.index_sections())
     return tm

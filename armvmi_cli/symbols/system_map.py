@@ -1,8 +1,8 @@
 """System.map: the kernel's symbol table as ``nm`` prints it (``addr type name``).
 
 A distro map has ~150k lines.  Parsing is one regex pass plus ``int(x, 16)``;
-the parsed form is cached (marshal, keyed by path, size, mtime and inode) in
-``$XDG_CACHE_HOME/armvmi/system_map`` so later runs load it in milliseconds.
+the parsed form is cached (keyed by a digest of the file, see
+:mod:`armvmi_cli.symbols.cachefile`) in ``$XDG_CACHE_HOME/armvmi/system_map`` so later runs load it in milliseconds.
 Addresses are *unslid* (link-time); the KASLR slide is applied by the caller.
 
 Debian's ``linux-image-*`` packages ship an 83-byte stub System.map whose only
@@ -13,8 +13,6 @@ recognises stubs and truncated maps so nobody debugs a wrong answer later.
 from __future__ import annotations
 
 import bisect
-import hashlib
-import marshal
 import os
 import re
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Iterable, Iterator, NamedTuple
 from ..errors import SymbolError
 
 _LINE = re.compile(rb"^\s*([0-9A-Fa-f]{1,16})[ \t]+([A-Za-z?\-])[ \t]+(\S+)", re.M)
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: digest-keyed armvmi cache file (1 was marshal)
 MIN_SYMBOLS = 1000
 # Symbols every arm64 vmlinux has; a map without them is cut short or not a kernel's.
 REQUIRED = ("_text", "_stext", "_etext", "_end")
@@ -56,20 +54,20 @@ def read_maybe_compressed(path: str | os.PathLike, what: str = "System.map") -> 
     return read_input(path, what)
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("ARMVMI_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "armvmi"
-    )
-    return Path(base) / "system_map"
+_CACHE_KIND = "system_map"
 
 
-def _cache_key(p: Path) -> str | None:
+def _cache_file(p: Path) -> tuple[Path, bytes] | None:
+    """(cache file, key) for a map: keyed by a digest of the file's bytes, so
+    a map edited in place (even with its mtime put back) is parsed again."""
+    from .cachefile import file_digest
+    from .resolve import cache_dir
+
     try:
-        st = p.stat()
+        key = file_digest(p)
     except OSError:
         return None
-    ident = f"{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{_CACHE_VERSION}"
-    return hashlib.sha256(ident.encode()).hexdigest()[:32]
+    return cache_dir() / "system_map" / f"{key.hex()[:40]}.v{_CACHE_VERSION}", key
 
 
 class SystemMap:
@@ -109,30 +107,52 @@ class SystemMap:
     def load(cls, path: str | os.PathLike, check: bool = True, cache: bool = True) -> "SystemMap":
         """Load a plain or xz/gz/bz2/zstd-compressed System.map (cached)."""
         p = Path(path)
-        key = _cache_key(p) if cache else None
-        cfile = _cache_dir() / f"{key}.marshal" if key else None
-        sm = None
-        if cfile is not None and cfile.exists():
-            try:
-                ver, addrs, types, names, stub = marshal.loads(cfile.read_bytes())
-                if ver == _CACHE_VERSION:
-                    sm = cls.__new__(cls)
-                    sm._init(addrs, types, names, "System.map", p, stub)
-            except Exception:  # a corrupt cache entry is just a miss
-                sm = None
+        entry = _cache_file(p) if cache else None
+        sm = cls._from_cache(p, *entry) if entry else None
         if sm is None:
             sm = cls.parse(read_maybe_compressed(p), path=p)
-            if cfile is not None:
-                try:
-                    cfile.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cfile.with_name(cfile.name + f".{os.getpid()}")
-                    tmp.write_bytes(marshal.dumps((_CACHE_VERSION, sm._addrs, sm._types, sm._names, sm._stub_text)))
-                    os.replace(tmp, cfile)
-                except OSError:
-                    pass  # read-only home: no cache, still correct
+            if entry is not None:
+                sm._to_cache(*entry)
         if check:
             sm.check()
         return sm
+
+    @classmethod
+    def _from_cache(cls, p: Path, cfile: Path, key: bytes):
+        from array import array
+
+        from . import cachefile
+
+        sec = cachefile.read(cfile, _CACHE_KIND, _CACHE_VERSION, key)
+        if sec is None:
+            return None
+        try:
+            if len(sec) != 4 or len(sec[0]) % 8 or sec[3] not in (b"\0", b"\1"):
+                raise ValueError("shape")
+            addrs = array("Q")
+            addrs.frombytes(sec[0])
+            types = sec[1].decode("ascii")
+            names = cachefile.unpack_names(sec[2], len(addrs))
+            if names is None or len(types) != len(addrs):
+                raise ValueError("shape")
+        except ValueError:
+            cachefile.debug(f"{cfile}: malformed content; rebuilding")
+            return None
+        sm = cls.__new__(cls)
+        sm._init(addrs.tolist(), types, names, "System.map", p, sec[3] == b"\1")
+        return sm
+
+    def _to_cache(self, cfile: Path, key: bytes) -> None:
+        from array import array
+
+        from . import cachefile
+
+        names = cachefile.pack_names(self._names)
+        if names is None or any(a > MASK64 for a in self._addrs):
+            return
+        cachefile.write(cfile, _CACHE_KIND, _CACHE_VERSION, key,
+                        [array("Q", self._addrs).tobytes(), self._types.encode("ascii"), names,
+                         b"\1" if self._stub_text else b"\0"])
 
     # -- sanity --------------------------------------------------------------
     @property
