@@ -185,10 +185,14 @@ def _compare(rep, hk, rec, m, how, vhe) -> None:
 
 
 def _ram_matches(base: int, size: int, memslots) -> bool:
-    """The log's RAM range is covered by memslots and starts and ends on slot boundaries."""
+    """The log's RAM range (of the size the log gives) is covered by memslots
+    that hold RAM, and starts and ends on their boundaries.  Flash and ROM
+    slots (read-only) do not count: a log placing RAM over them lies."""
+    from .vms import is_ram_slot
+
     if size == 0:
         return False
-    runs = sorted((s.base_gpa, s.base_gpa + s.size) for s in memslots)
+    runs = sorted((s.base_gpa, s.base_gpa + s.size) for s in memslots if is_ram_slot(s))
     starts = {a for a, _ in runs}
     ends = {b for _, b in runs}
     if base not in starts or base + size not in ends:

@@ -50,10 +50,19 @@ def pair(registry, vms) -> Pairing:
     return out
 
 
+def is_ram_slot(slot) -> bool:
+    """A memslot that holds RAM: writable user memory of the VMM.  Read-only
+    slots are flash/ROM (QEMU's pflash at guest-physical 0), never RAM."""
+    return not slot.flags & KVM_MEM_READONLY and slot.userspace_addr != 0 and slot.npages > 0
+
+
+def ram_slots(kvm_vm) -> list:
+    return [m for m in kvm_vm.memslots if is_ram_slot(m)]
+
+
 def ram_slot(kvm_vm):
-    """The guest's main RAM: the largest writable memslot."""
-    slots = [m for m in kvm_vm.memslots if not m.flags & KVM_MEM_READONLY] or kvm_vm.memslots
-    return max(slots, key=lambda m: m.npages, default=None)
+    """The guest's main RAM: the largest RAM memslot (None when it has none)."""
+    return max(ram_slots(kvm_vm), key=lambda m: m.npages, default=None)
 
 
 def memory_vms(session, host_system_map=None) -> list:
