@@ -56,8 +56,8 @@ def pstree(
     if json:
         render.print_json({"image": str(image), "view": "tree",
                            "vms": [{"vm": v.name, "vm_id": v.json_vm_id, "label": v.label, "tree": tree} for v, _, tree in out],
-                           "warnings": s.warnings})
-        return
+                           "findings": [f.to_dict() for f in s.findings], "warnings": s.warnings})
+        raise typer.Exit(1 if s.findings else 0)
     from rich.markup import escape
     from rich.tree import Tree
 
@@ -73,6 +73,16 @@ def pstree(
         con.print(root)
         for p in r.problems:
             render.warn(f"{v.label}: {p}")
+    _warn_findings(s)
+    raise typer.Exit(1 if s.findings else 0)
+
+
+def _warn_findings(s) -> None:
+    """The findings met while listing the VMs (a VM the log does not know)."""
+    from . import render
+
+    for f in s.findings:
+        render.warn(f"{f.severity} {f.kind} ({f.vm}): {f.message}")
 
 
 @image_command
@@ -219,7 +229,7 @@ def info(
     data = session_info(s, opts.vm)
     if json:
         render.print_json(data)
-        return
+        raise typer.Exit(1 if data["findings"] else 0)
     con = render.console()
     img = data["image"]
     con.print(f"[bold]image[/bold] {img['path']}: {img['format']}, {img['size']:,} bytes of physical memory in {len(img['ranges'])} range(s)")
@@ -237,6 +247,8 @@ def info(
         render.warn(f"--system-map {p} fits none of the kernels in this image")
     for w in data["warnings"]:
         render.warn(w)
+    _warn_findings(s)
+    raise typer.Exit(1 if data["findings"] else 0)
 
 
 def _print_tree(con, value, depth: int) -> None:

@@ -95,12 +95,17 @@ def _locate(session, host_system_map) -> HostKernel:
     from ..symbols.kaslr import find_kernels
 
     mem = session.memory
+    absent = session._facts_get("host:absent")
+    if absent:  # memory alone decides this: a scan of this image already found no host kernel
+        raise SymbolError(absent)
     hints = session._facts_get("vmcoreinfo:host") or []
     cands = find_kernels(mem, None, mem.vmcoreinfo, hints)
     good = [c for c in cands if c.confirmed]
     if not good:
         why = "; ".join(f"{c.vmcoreinfo.release} ({c.reason})" for c in cands) or "no VMCOREINFO text in the image"
-        raise SymbolError(f"no host kernel found: no kernel's page tables live in this image's physical memory: {why}")
+        msg = f"no host kernel found: no kernel's page tables live in this image's physical memory: {why}"
+        session._facts_put("host:absent", msg)
+        raise SymbolError(msg)
     host = session.host
     if host is not None and len(good) > 1:
         # Several kernels pass (an unusual layout): prefer the one the log names.
