@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import ArmvmiError, ProfileMismatchError, SymbolError, UsageError
-from .symbols.resolve import (KallsymsWithVmcoreinfo, btf_types, cache_dir, kernel_image_ranges, map_fits,
+from .symbols.resolve import (KallsymsWithVmcoreinfo, btf_types, cache_dir, kernel_image_ranges, linux_banner, map_fits,
                               profile_matches, utsname)
 
 
@@ -288,15 +288,7 @@ class Session:
         uts = utsname(kernel, vi)
         symbols = self._pick_symbols(kernel, vi, uts)
         kernel.symbols = symbols
-        if symbols is not None and symbols.address("linux_banner") is not None:
-            from .memory.scan import read_cstring
-
-            try:
-                info.banner = read_cstring(kernel.vmem, kernel.symbol("linux_banner"), 512).decode("latin-1").strip() or None
-            except ArmvmiError:
-                pass
-        if info.banner is None and uts:
-            info.banner = f"Linux version {uts[0]} {uts[1]}"
+        info.banner = linux_banner(kernel, vi, uts)
         kernel.types = self._load_types(kernel)
         if isinstance(symbols, KallsymsWithVmcoreinfo) and symbols.address("init_task") is None:
             symbols.find_init_task(kernel)

@@ -91,7 +91,7 @@ def host_kernel(session, host_system_map=None) -> HostKernel:
 
 def _locate(session, host_system_map) -> HostKernel:
     from ..linux.kernel import Kernel, KernelInfo
-    from ..symbols.resolve import btf_types, utsname
+    from ..symbols.resolve import btf_types, linux_banner, utsname
     from ..symbols.kaslr import find_kernels
 
     mem = session.memory
@@ -119,9 +119,8 @@ def _locate(session, host_system_map) -> HostKernel:
     kernel = Kernel(cand.stage1, None, None, info, name="host")
     kernel.vmcoreinfo = vi
     uts = utsname(kernel, vi)
-    if uts:
-        info.banner = f"Linux version {uts[0]} {uts[1]}"
     kernel.symbols = _host_symbols(session, kernel, vi, host_system_map, uts)
+    info.banner = linux_banner(kernel, vi, uts)
     kernel.types = btf_types(kernel, session.symopts.use_cache)
     from ..symbols.resolve import KallsymsWithVmcoreinfo
 
