@@ -184,6 +184,10 @@ class Session:
                 self.vm_source = "KVM's vm_list in host memory (no event log)"
                 return mem_vms
             self.vm_source = "plain guest dump (no event log, no VMs in memory)"
+            # No hypervisor: the image is guest physical memory (errors and walks say so).
+            for m in (self.memory, getattr(self.memory, "inner", None)):
+                if m is not None and hasattr(m, "layer_name"):
+                    m.layer_name = "guest physical"
             return [VM(self, "guest", "guest (plain dump, no stage 2)", self.memory)]
         from .mmu import Stage2
 

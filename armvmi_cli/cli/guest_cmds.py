@@ -161,6 +161,7 @@ def struct(
     k = s.vm(opts.vm).kernel
     addr = k.eval_address(address)
     obj = k.object(type_name, addr)
+    k.read(addr, 1)  # an object where nothing maps is no object: exit 4, not a screen of <unreadable>
     tree = format_object(k, obj, depth)
     if json:
         render.print_json(tree)
@@ -189,6 +190,7 @@ def read(
     gpa: Annotated[bool, typer.Option("--gpa", help="ADDRESS is guest physical.")] = False,
     hpa: Annotated[bool, typer.Option("--hpa", help="ADDRESS is host physical.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the raw bytes to this file.")] = None,
+    json: Json = False,
 ):
     """Read memory at a guest virtual, guest physical or host physical address."""
     from ..errors import UsageError
@@ -208,6 +210,13 @@ def read(
         k = s.vm(opts.vm).kernel
         layer, addr = k.vmem, k.eval_address(address)
     data = layer.read(addr, n)
+    if json:
+        from ..mmu.walk import layer_name
+
+        render.print_json({"address": f"{addr:#x}", "layer": "gva" if not (hpa or gpa) else ("hpa" if hpa else "gpa"),
+                           "layer_name": layer_name(layer), "length": len(data), "data_hex": data.hex()})
+        if output is None:
+            return
     if output is not None:
         output.write_bytes(data)
         render.console(stderr=True).print(f"wrote {len(data)} bytes to {output}")

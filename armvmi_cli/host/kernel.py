@@ -172,5 +172,5 @@ def _host_symbols(session, kernel, vi, host_system_map, uts=None):
         info.symbols_source = f"profile {prof.name}"
         return prof.system_map
     ks = session.kallsyms(session.memory, vi)
-    info.symbols_source = f"kallsyms recovered from host memory ({len(ks)} symbols)"
+    info.symbols_source = f"kallsyms recovered from the image ({len(ks)} symbols)"
     return KallsymsWithVmcoreinfo(ks, vi, kernel)

@@ -111,9 +111,17 @@ def verify_report(session, host_system_map=None, guests: bool = True) -> VerifyR
     except ArmvmiError as e:
         scan = None
         rep.partial = True
-        rep.skipped.append(f"KVM's vm_list not readable, so the log's VMs are not compared with memory: {e}")
+        if reg is None:
+            # No log and no VM: most likely a plain guest dump, whose own kernel is what was found.
+            rep.skipped.append(f"no VM found in memory: this kernel's symbols ({hk.kernel.info.symbols_source}) do "
+                               "not name vm_list and KVM's code points at no list of struct kvm (a plain guest "
+                               "dump, or a host whose kallsyms lacks KVM: then give its System.map)")
+        else:
+            rep.skipped.append(f"KVM's vm_list not readable, so the log's VMs are not compared with memory: {e}")
+    # Without a log or a VM in memory the one kernel found is the dump's own: a guest, not a host.
+    who = "host" if reg is not None or (scan is not None and scan.vms) else "guest"
     for p in scan.problems if scan else ():
-        rep.add("warning", "vm-list-damaged", "host", p)
+        rep.add("warning", "vm-list-damaged", who, p)
     if reg is None:
         rep.skipped.append("no event log: only memory-side checks (cross-views, sys_call_table)")
     if reg is not None:
@@ -128,8 +136,8 @@ def verify_report(session, host_system_map=None, guests: bool = True) -> VerifyR
             _hidden_vm(rep, reg, m)
         for rec in pairing.log_only:
             _missing_vm(rep, hk, rec)
-    _syscalls(rep, hk.kernel, "host")
-    _cross_view(rep, hk.kernel, "host")
+    _syscalls(rep, hk.kernel, who)
+    _cross_view(rep, hk.kernel, who)
     if guests and scan is not None:
         for vm in memory_vms(session, host_system_map):
             try:
