@@ -69,7 +69,7 @@ def session_info(s, vm_id=None) -> dict:
             addr = ("phys_offset", "page_offset", "kimage_voffset", "ttbr1", "tcr", "x7")
             out["host"] = {k: (_hx(v) if k in addr else v) for k, v in fields.items()}
     for vm in s.select(vm_id):
-        d = {"label": vm.label, "vm_id": vm.vm_id}
+        d = {"vm": vm.name, "vm_id": vm.json_vm_id, "label": vm.label}
         if vm.stage2 is not None:
             d["stage2"] = _geometry(vm.stage2) or {}
             if vm.ram:
@@ -103,5 +103,6 @@ def session_info(s, vm_id=None) -> dict:
         out["vms"].append(d)
     if vm_id is None:
         out["unused_system_maps"] = s.unused_system_maps()
+    out["findings"] = [f.to_dict() for f in s.findings]
     out["warnings"] = list(s.warnings)
     return out

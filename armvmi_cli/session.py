@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import ArmvmiError, ProfileMismatchError, SymbolError, UsageError
-from .symbols.resolve import (KallsymsWithVmcoreinfo, btf_types, cache_dir, kernel_image_ranges, map_fits,
+from .symbols.resolve import (KallsymsWithVmcoreinfo, btf_types, cache_dir, kernel_image_ranges, linux_banner, map_fits,
                               profile_matches, utsname)
 
 
@@ -105,6 +105,7 @@ class Session:
         self._facts: dict | None = None  # per-image cache, loaded on first use
         self._kallsyms: dict = {}
         self.warnings: list[str] = []  # things the user asked for that could not be done
+        self.findings: list = []  # view.Finding s met while building the VM list (a VM the log hides)
         self.host_system_map: str | None = None
         self.vm_source = ""  # how the VM list was made: "event log", "host memory", "plain guest dump"
 
@@ -172,18 +173,24 @@ class Session:
     def _build_vms(self) -> list[VM]:
         """The VMs to look into.
 
-        With an event log: its live VMs (the EL3 registry's view), plus any VM
-        KVM holds in memory that the log never created, when the host kernel
-        can be read (a hidden VM's processes are what an analyst wants most).
-        Without a log: the VMs in KVM's vm_list; if there are none (or no
-        hypervisor), the image is a plain guest dump: one VM, no stage 2.
+        With an event log: its live VMs (the EL3 registry's view), plus every
+        VM KVM holds in memory that the log does not know -- always, with no
+        extra option: the log is the host's word, memory is the evidence.
+        Each such VM is labelled and is a ``hidden-vm`` finding
+        (``self.findings``).  Without a log: the VMs in KVM's vm_list; if
+        there are none (or no hypervisor), the image is a plain guest dump:
+        one VM, no stage 2.
         """
-        mem_vms = self._memory_vms() if (self.registry is None or self.host_system_map) else None
         if self.registry is None:
+            mem_vms = self._memory_vms()
             if mem_vms:
                 self.vm_source = "KVM's vm_list in host memory (no event log)"
                 return mem_vms
             self.vm_source = "plain guest dump (no event log, no VMs in memory)"
+            # No hypervisor: the image is guest physical memory (errors and walks say so).
+            for m in (self.memory, getattr(self.memory, "inner", None)):
+                if m is not None and hasattr(m, "layer_name"):
+                    m.layer_name = "guest physical"
             return [VM(self, "guest", "guest (plain dump, no stage 2)", self.memory)]
         from .mmu import Stage2
 
@@ -192,11 +199,25 @@ class Session:
         for rec in self.registry.live():
             s2 = Stage2(self.memory, rec.vttbr, rec.vtcr, name=f"stage2 vm {rec.vm_id}")
             out.append(VM(self, rec.vm_id, f"vm {rec.vm_id}", s2, stage2=s2, record=rec, ram=(rec.ram_base, rec.ram_size)))
-        for vm in mem_vms or ():
-            if vm.record is None:
-                vm.label = f"{vm.label}, NOT IN THE EVENT LOG"
-                out.append(vm)
+        out.extend(self._unlogged_vms(bool(out)))
         return out
+
+    def _unlogged_vms(self, log_has_vms: bool) -> list[VM]:
+        """VMs on KVM's vm_list that the log does not hold live, each with
+        its ``hidden-vm`` finding.  The host kernel is located once per
+        session (and cached per image); a dump with no host kernel or no KVM
+        in it gives none."""
+        try:
+            from .host.vms import unlogged_vms
+
+            found = unlogged_vms(self)
+        except ArmvmiError as e:
+            if self.host_system_map or not log_has_vms:
+                self.warnings.append(f"VMs in host memory not examined ({e}); only the event log's VMs are listed")
+            return []
+        for vm, finding in found:
+            self.findings.append(finding)
+        return [vm for vm, _ in found]
 
     def _memory_vms(self) -> list[VM] | None:
         """VMs found through the host kernel's vm_list, or None when the
@@ -274,15 +295,7 @@ class Session:
         uts = utsname(kernel, vi)
         symbols = self._pick_symbols(kernel, vi, uts)
         kernel.symbols = symbols
-        if symbols is not None and symbols.address("linux_banner") is not None:
-            from .memory.scan import read_cstring
-
-            try:
-                info.banner = read_cstring(kernel.vmem, kernel.symbol("linux_banner"), 512).decode("latin-1").strip() or None
-            except ArmvmiError:
-                pass
-        if info.banner is None and uts:
-            info.banner = f"Linux version {uts[0]} {uts[1]}"
+        info.banner = linux_banner(kernel, vi, uts)
         kernel.types = self._load_types(kernel)
         if isinstance(symbols, KallsymsWithVmcoreinfo) and symbols.address("init_task") is None:
             symbols.find_init_task(kernel)

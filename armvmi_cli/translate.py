@@ -109,7 +109,7 @@ def translate_address(vm, text: str, kind: str = "gva", pid: int | None = None) 
         out["input"] = _hx(gpa)
     out["chain"].append(("gpa", _hx(gpa)))
     if vm.stage2 is None:
-        out["chain"].append(("hpa", _hx(gpa)))  # plain guest dump: guest physical is the image
+        # A plain guest dump: guest physical is the image; there is no host physical.
         if not vm.session.memory.is_mapped(gpa):
             out["fault"] = f"{gpa:#x} is not in the image"
         return out

@@ -64,8 +64,8 @@ def pstree(
     if json:
         render.print_json({"image": str(image), "view": "tree",
                            "vms": [{"vm": v.name, "vm_id": v.json_vm_id, "label": v.label, "tree": tree} for v, _, tree in out],
-                           "warnings": s.warnings})
-        return
+                           "findings": [f.to_dict() for f in s.findings], "warnings": s.warnings})
+        raise typer.Exit(1 if s.findings else 0)
     from rich.markup import escape
     from rich.tree import Tree
 
@@ -81,6 +81,16 @@ def pstree(
         con.print(root)
         for p in r.problems:
             render.warn(f"{v.label}: {p}")
+    _warn_findings(s)
+    raise typer.Exit(1 if s.findings else 0)
+
+
+def _warn_findings(s) -> None:
+    """The findings met while listing the VMs (a VM the log does not know)."""
+    from . import render
+
+    for f in s.findings:
+        render.warn(f"{f.severity} {f.kind} ({f.vm}): {f.message}")
 
 
 @image_command
@@ -159,6 +169,7 @@ def struct(
     k = s.vm(opts.vm).kernel
     addr = k.eval_address(address)
     obj = k.object(type_name, addr)
+    k.read(addr, 1)  # an object where nothing maps is no object: exit 4, not a screen of <unreadable>
     tree = format_object(k, obj, depth)
     if json:
         render.print_json(tree)
@@ -188,6 +199,7 @@ def read(
     hpa: Annotated[bool, typer.Option("--hpa", help="ADDRESS is host physical.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the raw bytes to this file.")] = None,
     force: Force = False,
+    json: Json = False,
 ):
     """Read memory at a guest virtual, guest physical or host physical address."""
     from ..errors import UsageError
@@ -220,6 +232,14 @@ def read(
         for off in range(0, n, step):
             yield addr + off, layer.read(addr + off, min(step, n - off))
 
+    if json:
+        from ..mmu.walk import layer_name
+
+        data = b"".join(d for _, d in chunks())
+        render.print_json({"address": f"{addr:#x}", "layer": "gva" if not (hpa or gpa) else ("hpa" if hpa else "gpa"),
+                           "layer_name": layer_name(layer), "length": len(data), "data_hex": data.hex()})
+        if output is None:
+            return
     if output is not None:
         from ..output import Output
 
@@ -253,7 +273,7 @@ def info(
     data = session_info(s, opts.vm)
     if json:
         render.print_json(data)
-        return
+        raise typer.Exit(1 if data["findings"] else 0)
     con = render.console()
     img = data["image"]
     con.print(f"[bold]image[/bold] {img['path']}: {img['format']}, {img['size']:,} bytes of physical memory in {len(img['ranges'])} range(s)")
@@ -271,6 +291,8 @@ def info(
         render.warn(f"--system-map {p} fits none of the kernels in this image")
     for w in data["warnings"]:
         render.warn(w)
+    _warn_findings(s)
+    raise typer.Exit(1 if data["findings"] else 0)
 
 
 def _print_tree(con, value, depth: int) -> None:

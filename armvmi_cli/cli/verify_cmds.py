@@ -56,7 +56,9 @@ def render_report(con, rep, session) -> None:
                       "-" if f.vm_id is None else escape(str(f.vm_id)), escape(f.message))
         con.print(t)
     else:
-        con.print("[yellow]no findings, but the log could not be compared with memory[/]" if rep.partial else
+        partial = ("no findings, but the log could not be compared with memory" if session.events is not None else
+                   "no findings, but no VM list could be read from memory")
+        con.print(f"[yellow]{partial}[/]" if rep.partial else
                   "[green]no findings[/]" + (f" ({len(rep.skipped)} check(s) skipped, see below)" if rep.skipped else
                                              ": the event log and memory agree"))
     for line in rep.checked:

@@ -44,10 +44,11 @@ class ViewOutput:
     image: str
     parts: list[VmView] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    session_findings: list = field(default_factory=list)  # met while listing the VMs (a VM the log hides)
 
     @property
     def findings(self):
-        return [f for p in self.parts if p.result is not None for f in p.result.findings]
+        return list(self.session_findings) + [f for p in self.parts if p.result is not None for f in p.result.findings]
 
     @property
     def complete(self) -> bool:
@@ -84,6 +85,7 @@ def collect_view(session, view, vm_id=None, **params) -> ViewOutput:
             if f.vm is None:
                 f.vm = vm.name
         out.parts.append(part)
+    out.session_findings = list(session.findings)
     out.warnings = list(session.warnings)
     for p in session.unused_system_maps() if vm_id is None else ():
         out.warnings.append(f"--system-map {p} fits none of the kernels in this image")

@@ -91,16 +91,21 @@ def host_kernel(session, host_system_map=None) -> HostKernel:
 
 def _locate(session, host_system_map) -> HostKernel:
     from ..linux.kernel import Kernel, KernelInfo
-    from ..symbols.resolve import btf_types, utsname
+    from ..symbols.resolve import btf_types, linux_banner, utsname
     from ..symbols.kaslr import find_kernels
 
     mem = session.memory
+    absent = session._facts_get("host:absent")
+    if absent:  # memory alone decides this: a scan of this image already found no host kernel
+        raise SymbolError(absent)
     hints = session._facts_get("vmcoreinfo:host") or []
     cands = find_kernels(mem, None, mem.vmcoreinfo, hints)
     good = [c for c in cands if c.confirmed]
     if not good:
         why = "; ".join(f"{c.vmcoreinfo.release} ({c.reason})" for c in cands) or "no VMCOREINFO text in the image"
-        raise SymbolError(f"no host kernel found: no kernel's page tables live in this image's physical memory: {why}")
+        msg = f"no host kernel found: no kernel's page tables live in this image's physical memory: {why}"
+        session._facts_put("host:absent", msg)
+        raise SymbolError(msg)
     host = session.host
     if host is not None and len(good) > 1:
         # Several kernels pass (an unusual layout): prefer the one the log names.
@@ -114,9 +119,8 @@ def _locate(session, host_system_map) -> HostKernel:
     kernel = Kernel(cand.stage1, None, None, info, name="host")
     kernel.vmcoreinfo = vi
     uts = utsname(kernel, vi)
-    if uts:
-        info.banner = f"Linux version {uts[0]} {uts[1]}"
     kernel.symbols = _host_symbols(session, kernel, vi, host_system_map, uts)
+    info.banner = linux_banner(kernel, vi, uts)
     kernel.types = btf_types(kernel, session.symopts.use_cache)
     from ..symbols.resolve import KallsymsWithVmcoreinfo
 
@@ -168,5 +172,5 @@ def _host_symbols(session, kernel, vi, host_system_map, uts=None):
         info.symbols_source = f"profile {prof.name}"
         return prof.system_map
     ks = session.kallsyms(session.memory, vi)
-    info.symbols_source = f"kallsyms recovered from host memory ({len(ks)} symbols)"
+    info.symbols_source = f"kallsyms recovered from the image ({len(ks)} symbols)"
     return KallsymsWithVmcoreinfo(ks, vi, kernel)

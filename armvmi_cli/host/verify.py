@@ -111,9 +111,17 @@ def verify_report(session, host_system_map=None, guests: bool = True) -> VerifyR
     except ArmvmiError as e:
         scan = None
         rep.partial = True
-        rep.skipped.append(f"KVM's vm_list not readable, so the log's VMs are not compared with memory: {e}")
+        if reg is None:
+            # No log and no VM: most likely a plain guest dump, whose own kernel is what was found.
+            rep.skipped.append(f"no VM found in memory: this kernel's symbols ({hk.kernel.info.symbols_source}) do "
+                               "not name vm_list and KVM's code points at no list of struct kvm (a plain guest "
+                               "dump, or a host whose kallsyms lacks KVM: then give its System.map)")
+        else:
+            rep.skipped.append(f"KVM's vm_list not readable, so the log's VMs are not compared with memory: {e}")
+    # Without a log or a VM in memory the one kernel found is the dump's own: a guest, not a host.
+    who = "host" if reg is not None or (scan is not None and scan.vms) else "guest"
     for p in scan.problems if scan else ():
-        rep.add("warning", "vm-list-damaged", "host", p)
+        rep.add("warning", "vm-list-damaged", who, p)
     if reg is None:
         rep.skipped.append("no event log: only memory-side checks (cross-views, sys_call_table)")
     if reg is not None:
@@ -128,8 +136,8 @@ def verify_report(session, host_system_map=None, guests: bool = True) -> VerifyR
             _hidden_vm(rep, reg, m)
         for rec in pairing.log_only:
             _missing_vm(rep, hk, rec)
-    _syscalls(rep, hk.kernel, "host")
-    _cross_view(rep, hk.kernel, "host")
+    _syscalls(rep, hk.kernel, who)
+    _cross_view(rep, hk.kernel, who)
     if guests and scan is not None:
         for vm in memory_vms(session, host_system_map):
             try:
@@ -185,10 +193,14 @@ def _compare(rep, hk, rec, m, how, vhe) -> None:
 
 
 def _ram_matches(base: int, size: int, memslots) -> bool:
-    """The log's RAM range is covered by memslots and starts and ends on slot boundaries."""
+    """The log's RAM range (of the size the log gives) is covered by memslots
+    that hold RAM, and starts and ends on their boundaries.  Flash and ROM
+    slots (read-only) do not count: a log placing RAM over them lies."""
+    from .vms import is_ram_slot
+
     if size == 0:
         return False
-    runs = sorted((s.base_gpa, s.base_gpa + s.size) for s in memslots)
+    runs = sorted((s.base_gpa, s.base_gpa + s.size) for s in memslots if is_ram_slot(s))
     starts = {a for a, _ in runs}
     ends = {b for _, b in runs}
     if base not in starts or base + size not in ends:

@@ -50,10 +50,19 @@ def pair(registry, vms) -> Pairing:
     return out
 
 
+def is_ram_slot(slot) -> bool:
+    """A memslot that holds RAM: writable user memory of the VMM.  Read-only
+    slots are flash/ROM (QEMU's pflash at guest-physical 0), never RAM."""
+    return not slot.flags & KVM_MEM_READONLY and slot.userspace_addr != 0 and slot.npages > 0
+
+
+def ram_slots(kvm_vm) -> list:
+    return [m for m in kvm_vm.memslots if is_ram_slot(m)]
+
+
 def ram_slot(kvm_vm):
-    """The guest's main RAM: the largest writable memslot."""
-    slots = [m for m in kvm_vm.memslots if not m.flags & KVM_MEM_READONLY] or kvm_vm.memslots
-    return max(slots, key=lambda m: m.npages, default=None)
+    """The guest's main RAM: the largest RAM memslot (None when it has none)."""
+    return max(ram_slots(kvm_vm), key=lambda m: m.npages, default=None)
 
 
 def memory_vms(session, host_system_map=None) -> list:
@@ -84,6 +93,37 @@ def memory_vms(session, host_system_map=None) -> list:
             except ArmvmiError:
                 pass  # raised again, with its reason, when the caller asks for vm.kernel
         out.append(vm)
+    return out
+
+
+def unlogged_vms(session) -> list:
+    """(session VM, Finding) for each ``struct kvm`` on vm_list that the
+    session's log does not hold live: never created, or destroyed in the log
+    but still in memory.  Raises ArmvmiError when the host kernel or its
+    vm_list cannot be read (a plain guest dump, a host with no KVM)."""
+    from ..session import VM
+    from ..view import Finding, hexs
+    from .kernel import host_kernel
+    from .kvm import vm_list
+
+    hk = host_kernel(session)
+    scan = vm_list(hk)
+    reg = session.registry
+    kernels = hk.__dict__.setdefault("_guest_kernels", {})
+    out = []
+    for m in pair(reg, scan.vms).memory_only:
+        slot = ram_slot(m)
+        vm = VM(session, m.label, f"{m.label} (from memory), NOT IN THE EVENT LOG", m.stage2, stage2=m.stage2,
+                ram=(slot.base_gpa, slot.size) if slot else None)
+        vm.kvm = m
+        vm._kernel = kernels.get(m.address)
+        gone = [h for h in (reg.history if reg is not None else ()) if h.kvm_va == m.address or (h.vttbr & S2_BASE) == m.pgd_phys]
+        why = (f"the log destroyed it (vm {gone[-1].vm_id}, seq {gone[-1].ended_seq}) but it is still on vm_list"
+               if gone else "the event log never created it")
+        msg = (f"struct kvm {m.address:#x} (VMM pid {m.vmm_pid} {m.vmm_comm or '?'}, VTTBR {m.vttbr:#x}) is on KVM's "
+               f"vm_list but {why}")
+        out.append((vm, Finding("hidden-vm", "critical", vm.name, msg,
+                                {"struct_kvm": hexs(m.address), "vttbr": hexs(m.vttbr), "vmm_pid": m.vmm_pid})))
     return out
 
 

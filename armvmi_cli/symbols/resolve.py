@@ -70,6 +70,38 @@ def utsname(kernel, vi):
     return field(2), field(3)
 
 
+def linux_banner(kernel, vi, uts=None) -> str | None:
+    """The ``linux_banner`` string as it is in memory (people match debug
+    packages by it): at its symbol when one is known, else found by scanning
+    the kernel image for ``Linux version <release> (`` -- never rebuilt from
+    utsname, which lacks the compiler part."""
+    from ..memory.scan import read_cstring, scan
+
+    def read(va):
+        try:
+            return read_cstring(kernel.vmem, va, 512).decode("latin-1").strip() or None
+        except ArmvmiError:
+            return None
+
+    syms = getattr(kernel, "symbols", None)
+    addr = syms.address("linux_banner") if syms is not None else None
+    if addr is not None:
+        return read(kernel.symbol("linux_banner"))
+    release = (uts[0] if uts else None) or vi.release
+    phys = kernel.vmem.lower
+    ranges = kernel_image_ranges(phys, vi)
+    if not release or not ranges or vi.kimage_voffset is None:
+        return None
+    for pa in scan(phys, f"Linux version {release} (".encode(), ranges):
+        try:
+            text = read_cstring(phys, pa, 512).decode("latin-1").strip()
+        except ArmvmiError:
+            continue
+        if not uts or text.endswith(uts[1]):
+            return text
+    return None
+
+
 def map_fits(sm, vi) -> tuple[bool, str]:
     """Does this System.map describe the kernel VMCOREINFO speaks of?"""
     slide = vi.kaslr_offset or 0

@@ -228,7 +228,7 @@ def test_phantom_vm(honest, cap, tmp_path, records):
     assert rep.findings[0].vm_id == 4242
 
 
-@pytest.mark.parametrize("field,kind", [("ram", "ram-mismatch"), ("vtcr", "vtcr-mismatch"), ("kvm", "kvm-address-mismatch"),
+@pytest.mark.parametrize("field,kind", [("ram", "ram-mismatch"), ("ram-at-0", "ram-mismatch"), ("vtcr", "vtcr-mismatch"), ("kvm", "kvm-address-mismatch"),
                                         ("tcr", "vcpu-registers-mismatch"), ("host", "host-mismatch")])
 def test_each_field_gives_its_own_finding(honest, cap, tmp_path, records, field, kind):
     def edit(rs):
@@ -237,6 +237,8 @@ def test_each_field_gives_its_own_finding(honest, cap, tmp_path, records, field,
             ev = _event(r)
             if ev == VM_CREATE and field == "ram":
                 r = r._replace(x7=r.x7 * 2)
+            elif ev == VM_CREATE and field == "ram-at-0":
+                r = r._replace(x6=0)  # RAM of the right size, over the flash memslots
             elif ev == VM_CREATE and field == "vtcr":
                 r = r._replace(x5=r.x5 ^ (1 << 19))  # VS: claims 16-bit VMIDs
             elif ev == VM_CREATE and field == "kvm":

@@ -31,8 +31,8 @@ def test_linear_map_translation():
     assert hk.lm_to_phys(0xFFFF_6B4D_C311_6000) == 0x4311_6000  # the real capture's struct kvm
 
 
-def _slot(i, base, size):
-    return Memslot(i, base >> 12, size >> 12, 0, 0, 0)
+def _slot(i, base, size, flags=0, uaddr=0xFFFF_7000_0000):
+    return Memslot(i, base >> 12, size >> 12, uaddr, flags, 0)
 
 
 def test_ram_must_be_exactly_covered_by_memslots():
@@ -45,3 +45,17 @@ def test_ram_must_be_exactly_covered_by_memslots():
     assert _ram_matches(0x800_0000, 0x400_0000, holed)
     assert not _ram_matches(0, 0xC00_0000, holed)  # a hole between 0x400_0000 and 0x800_0000
     assert not _ram_matches(0x4000_0000, 0, slots)
+
+
+def test_ram_over_flash_memslots_is_not_ram():
+    """QEMU virt: two read-only pflash slots at guest-physical 0, RAM at 1 GiB.
+    A log placing RAM at 0 must not pass because flash covers that range."""
+    flash = [_slot(0, 0, 0x400_0000, flags=2), _slot(1, 0x400_0000, 0x400_0000, flags=2)]
+    ram = _slot(2, 0x4000_0000, 0x800_0000)
+    slots = flash + [_slot(3, 0x90a_0000, 0x1000), ram]
+    assert _ram_matches(0x4000_0000, 0x800_0000, slots)
+    assert not _ram_matches(0, 0x800_0000, slots)
+    assert not _ram_matches(0, 0x400_0000, slots)
+    assert not _ram_matches(0x4000_0000, 0x400_0000 + 0x800_0000, slots)  # not the size the log gives
+    # A slot with no VMM memory behind it is no RAM either.
+    assert not _ram_matches(0x1000_0000, 0x100_0000, [_slot(4, 0x1000_0000, 0x100_0000, uaddr=0)])
