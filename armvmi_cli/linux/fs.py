@@ -218,3 +218,104 @@ def task_exe(kernel, task, root: Path | None = None) -> str | None:
         return None
     exe = int(task.mm.exe_file)
     return None if not exe else file_path(kernel, exe, root)
+
+
+# -- the fd table ---------------------------------------------------------------------------------
+
+MAX_FDS = 1 << 20  # fs.nr_open's ceiling: a larger max_fds is a corrupt fdtable
+
+# include/uapi/linux/stat.h
+S_IFMT = 0o170000
+_KIND_BY_MODE = {0o140000: "socket", 0o120000: "symlink", 0o100000: "regular", 0o060000: "blockdev",
+                 0o040000: "directory", 0o020000: "chardev", 0o010000: "fifo"}
+O_CLOEXEC = 0o2000000  # arm64 (asm-generic/fcntl.h)
+
+
+@dataclass
+class OpenFile:
+    """One ``/proc/PID/fd`` entry with what ``/proc/PID/fdinfo`` adds."""
+
+    fd: int
+    file: int  # struct file *
+    kind: str
+    path: str | None
+    flags: int  # f_flags, plus O_CLOEXEC from the close_on_exec bitmap (fs/proc/fd.c seq_show)
+    pos: int
+    inode: int
+    mnt_id: int
+    scm_fds: int | None = None  # unix sockets: fds in flight (fdinfo's "scm_fds:", unix_show_fdinfo)
+    error: str | None = None
+
+
+def file_kind(kernel, file, path: str | None = None) -> str:
+    """What the file is: from ``i_mode``, with pipes, anon inodes and memfds
+    told apart by how their dentry is named."""
+    d = file.f_path.dentry
+    dkind = _dname_kind(kernel, d) if int(d.d_op) else None
+    if dkind == "pipefs_dname":
+        return "pipe"
+    if dkind == "anon_inodefs_dname":
+        return "anon_inode"  # anon_inode_inode has no S_IFMT bits at all
+    if dkind == "ns_dname":
+        return "namespace"
+    if dkind == "simple_dname" and dentry_name(kernel, d).startswith(b"memfd:"):
+        return "memfd"
+    mode = int(file.f_inode.i_mode) & S_IFMT
+    return _KIND_BY_MODE.get(mode, f"mode-{mode:o}")
+
+
+def _bitmap(raw: bytes, i: int) -> bool:
+    return bool(raw[i >> 3] >> (i & 7) & 1) if (i >> 3) < len(raw) else False
+
+
+def for_each_file(kernel, task, problems: list | None = None, root: Path | None = None):
+    """Every open file of ``task``'s fd table, as ``/proc/PID/fd`` lists them:
+    the fds whose ``fdt->fd[i]`` is set.  A *reserved* fd (``open_fds`` bit
+    set by alloc_fd, ``fd[i]`` still NULL: a task blocked in accept() between
+    get_unused_fd and fd_install) is not shown, as /proc does not show it;
+    an installed file whose ``open_fds`` bit is clear is shown, with a problem."""
+    problems = problems if problems is not None else []
+    if not int(task.files):
+        return
+    fdt = task.files.fdt.deref()
+    max_fds = int(fdt.max_fds)
+    if not 0 < max_fds <= MAX_FDS:
+        raise PathError(f"fdtable {fdt.address_:#x} has an impossible max_fds {max_fds}")
+    arr = kernel.read(int(fdt.fd), 8 * max_fds)
+    nbytes = (max_fds + 7) // 8
+    open_fds = kernel.read(int(fdt.open_fds), nbytes)
+    cloexec = kernel.read(int(fdt.close_on_exec), nbytes)
+    for i in range(max_fds):
+        fp = int.from_bytes(arr[8 * i : 8 * i + 8], "little")
+        if not fp:
+            continue
+        if not _bitmap(open_fds, i):
+            problems.append(f"pid {task.pid} fd {i}: file {fp:#x} installed but its open_fds bit is clear")
+        try:
+            yield _open_file(kernel, i, fp, _bitmap(cloexec, i), root)
+        except ArmvmiError as e:
+            problems.append(f"pid {task.pid} fd {i}: file {fp:#x} unreadable: {e}")
+            yield OpenFile(i, fp, "?", None, 0, 0, 0, 0, error=str(e))
+
+
+def _open_file(kernel, fd: int, fp: int, cloexec: bool, root) -> OpenFile:
+    f = kernel.object("file", fp)
+    path = d_path(kernel, f.f_path, root)
+    flags = int(f.f_flags) | (O_CLOEXEC if cloexec else 0)
+    mnt_id = int(real_mount(kernel, int(f.f_path.mnt)).mnt_id)
+    kind = file_kind(kernel, f)
+    return OpenFile(fd, fp, kind, path, flags, int(f.f_pos), int(f.f_inode.i_ino), mnt_id,
+                    _scm_fds(kernel, f) if kind == "socket" else None)
+
+
+AF_UNIX = 1
+
+
+def _scm_fds(kernel, f) -> int | None:
+    if not kernel.has_member("unix_sock", "scm_stat"):
+        return None
+    sk = int(kernel.object("socket", int(f.private_data)).sk)
+    if not sk or kernel.object("sock", sk).member_("__sk_common.skc_family") != AF_UNIX:
+        return None
+    u = kernel.container_of(sk, "unix_sock", "sk")
+    return int(u.scm_stat.nr_fds.counter)
