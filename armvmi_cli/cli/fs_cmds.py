@@ -15,6 +15,15 @@ def lsof(opts: SessionOptions, image: Image, pid: Pids = None, json: Json = Fals
     run_view(opts, image, LSOF, json=json, jsonl=jsonl, pids=pid)
 
 
+@image_command
+def mounts(opts: SessionOptions, image: Image, pid: Pids = None, json: Json = False, jsonl: Jsonl = False):
+    """The mount tree of each mount namespace in use, as /proc/PID/mounts shows it (device, mount point, type, options)."""
+    from ..linux.mount import MOUNTS
+    from .views import run_view
+
+    run_view(opts, image, MOUNTS, json=json, jsonl=jsonl, pids=pid)
+
+
 def register(app) -> None:
-    for fn in (lsof,):
+    for fn in (lsof, mounts):
         app.command(fn.__name__)(fn)

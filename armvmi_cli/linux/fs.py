@@ -163,14 +163,22 @@ def d_path(kernel, path, root: Path | None = None) -> str:
 
 
 def _prepend_path(kernel, d, mnt, root: Path | None) -> str:
-    """fs/d_path.c __prepend_path: names from the dentry up, crossing mounts."""
+    return prepend_path(kernel, d, mnt, root)[0]
+
+
+def prepend_path(kernel, d, mnt, root: Path | None) -> tuple[str, bool]:
+    """fs/d_path.c __prepend_path: names from the dentry up, crossing mounts.
+    Returns the path and whether ``root`` was met (False: the walk reached the
+    top of the mount tree or a detached tree first -- __d_path gives NULL then)."""
     parts: list[bytes] = []
     seen = set()
     root_key = (root.dentry, root.mnt) if root else None
+    reached = root is None
     while True:
         daddr = d.address_
         vfsmnt = mnt.address_ + mnt.offsetof_("mnt")
         if root_key == (daddr, vfsmnt):
+            reached = True
             break
         key = (daddr, vfsmnt)
         if key in seen or len(seen) > MAX_DEPTH:
@@ -189,8 +197,8 @@ def _prepend_path(kernel, d, mnt, root: Path | None) -> str:
         parts.append(dentry_name(kernel, d))
         d = kernel.object("dentry", parent)
     if not parts:
-        return "/"
-    return "".join("/" + _decode(p) for p in reversed(parts))
+        return "/", reached
+    return "".join("/" + _decode(p) for p in reversed(parts)), reached
 
 
 def file_path(kernel, file, root: Path | None = None) -> str:
