@@ -357,6 +357,7 @@ class VmaInfo:
     file: int = addr(0)  # vm_file
     kind: str = "anon"  # file, memfd, anon, heap, stack, special, anon-named
     deleted: bool = False
+    line: str = ""  # the /proc/PID/maps line
 
     __view_record__ = True
 
@@ -368,10 +369,6 @@ class VmaInfo:
             return head
         return head.ljust(25 + 8 * 6 - 1) + " " + self.path
 
-    def to_dict(self) -> dict:
-        from ..view import to_json
-
-        return to_json(self)
 
 
 def _dev(s_dev: int) -> str:
@@ -437,6 +434,12 @@ def file_path(kernel, file_ptr: int) -> str:
 
 def vma_info(kernel, mm, vma, pid: int = 0, comm: str = "") -> VmaInfo:
     """A VMA as /proc/PID/maps shows it (fs/proc/task_mmu.c show_map_vma)."""
+    info = _vma_info(kernel, mm, vma, pid, comm)
+    info.line = info.raw
+    return info
+
+
+def _vma_info(kernel, mm, vma, pid: int, comm: str) -> VmaInfo:
     flags = vma.vm_flags
     info = VmaInfo(pid, comm, vma.vm_start, vma.vm_end, perms(flags), flags=flags, vma=vma.address_)
     fptr = int(vma.vm_file)
