@@ -179,13 +179,14 @@ def read(
     gpa: Annotated[bool, typer.Option("--gpa", help="ADDRESS is guest physical.")] = False,
     hpa: Annotated[bool, typer.Option("--hpa", help="ADDRESS is host physical.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the raw bytes to this file.")] = None,
+    pid: Annotated[Optional[int], typer.Option("--pid", help="ADDRESS is a user address of this process.")] = None,
 ):
-    """Read memory at a guest virtual, guest physical or host physical address."""
+    """Read memory at a guest virtual, guest physical or host physical address, or a process's user address (--pid)."""
     from ..errors import UsageError
     from . import render
 
-    if gva + gpa + hpa > 1:
-        raise UsageError("give at most one of --gva, --gpa, --hpa")
+    if gva + gpa + hpa + (pid is not None) > 1:
+        raise UsageError("give at most one of --gva, --gpa, --hpa, --pid")
     n = parse_int(length, "LEN")
     if n is None or n < 0 or n > (1 << 30):
         raise UsageError(f"LEN {length!r} must be between 0 and 1 GiB")
@@ -194,6 +195,10 @@ def read(
         layer, addr = s.memory, parse_int(address, "ADDRESS")
     elif gpa:
         layer, addr = s.vm(opts.vm).gphys, parse_int(address, "ADDRESS")
+    elif pid is not None:
+        from ..linux.proc import user_reader
+
+        layer, addr = user_reader(s.vm(opts.vm), pid), parse_int(address, "ADDRESS")
     else:
         k = s.vm(opts.vm).kernel
         layer, addr = k.vmem, k.eval_address(address)

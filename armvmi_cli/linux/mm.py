@@ -23,7 +23,8 @@ from ..view import addr
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYSHARE = 0x1, 0x2, 0x4, 0x8, 0x80
 MAX_VMAS = 1 << 17  # far above vm.max_map_count's default (65530)
 ANON_VMA_NAME_MAX_LEN = 80
-ARG_MAX_READ = 1 << 21  # a cmdline/environ larger than this is not believed
+ARG_MAX_READ = 1 << 21
+PIECE_MAX = 4 << 20  # a cmdline/environ larger than this is not believed
 
 
 class NotResident(ArmvmiError):
@@ -136,10 +137,11 @@ def mm_pieces(kernel, mm, address: int, n: int):
     lower = layer.lower
     page = 1 << layer._tlb_shift
     cur, end = address, address + n
-    run_start, run = cur, []
+    run_start, run, run_len = cur, [], 0
 
     def flush():
-        nonlocal run
+        nonlocal run, run_len
+        run_len = 0
         if run:
             data = b"".join(run)
             run = []
@@ -152,19 +154,22 @@ def mm_pieces(kernel, mm, address: int, n: int):
         if out is not None:
             try:
                 data = lower.read(out, take)
-            except (TranslationFault, MemoryReadError) as e:
+            except (TranslationFault, MemoryReadError):
                 # Part of a block is missing below (stage 2): go page by page.
                 take = min(take, page - (cur & (page - 1)))
                 try:
                     data = lower.read(out, take)
                 except (TranslationFault, MemoryReadError) as e2:
                     data, f = None, e2
-                del e
             if data is not None:
                 if not run:
                     run_start = cur
                 run.append(data)
                 cur += take
+                run_len += take
+                if run_len >= PIECE_MAX:  # bounded memory: long runs come in pieces
+                    run_len = 0
+                    yield flush()
                 continue
         done = flush()
         if done:

@@ -77,6 +77,36 @@ def _found(result, pids, tasks):
     return result
 
 
+def find_process(kernel, pid: int):
+    """The task with thread id ``pid`` (a leader, a hidden leader, or a thread)."""
+    ps = processes(kernel, [pid])
+    if ps.tasks:
+        return ps.tasks[0]
+    from .tasks import for_each_thread
+
+    for t in processes(kernel).tasks:
+        try:
+            for th in for_each_thread(kernel, t):
+                if th.pid == pid:
+                    return th
+        except ArmvmiError:
+            continue
+    raise NoSuchProcess(f"no process with pid {pid} in {kernel.name}")
+
+
+class _UserReader:
+    def __init__(self, task):
+        self.task = task
+
+    def read(self, address: int, n: int) -> bytes:
+        return self.task.read_user(address, n)
+
+
+def user_reader(vm, pid: int):
+    """Something with ``read(addr, n)`` over ``pid``'s user memory in ``vm``."""
+    return _UserReader(find_process(vm.kernel, pid))
+
+
 # -- exe, cwd, root (proc_exe_link, proc_cwd_link, proc_root_link) ----------------------------------
 
 def _d_path(kernel, path_obj) -> str:
