@@ -27,15 +27,6 @@ EM_AARCH64 = 183
 PT_LOAD, PT_NOTE = 1, 4
 PF_X, PF_W, PF_R = 1, 2, 4
 NT_PRSTATUS, NT_PRPSINFO, NT_AUXV, NT_FILE = 1, 3, 6, 0x46494C45
-CHUNK = 4 << 20
-
-
-@dataclass
-class Run:
-    start: int
-    data_file: str | None  # None for a hole
-    length: int
-    why: str = ""
 
 
 @dataclass
@@ -162,36 +153,31 @@ def procdump(kernel, task, out_dir, force: bool = False, inputs=()) -> DumpResul
     res.complete = walk.complete
     try:
         layer = mm_layer(kernel, mm)
-        entries, loads = [], []  # PT_LOADs: (vaddr, length, flags, data file or None for no bytes)
-        for v in vmas:
-            runs = []
-            if v.flags & VM_READ:
-                runs = _dump_vma(kernel, mm, v, tmp, res)
-                loads += [(r["start"], r["end"] - r["start"], _perm_flags(v), r["file"]) for r in runs if "file" in r]
-            else:
-                runs.append({"start": v.start, "end": v.end, "hole": f"not readable ({v.perms})"})
-                loads.append((v.start, v.end - v.start, _perm_flags(v), None))
-            d = to_json(v)
-            d.pop("line", None)
-            d["runs"] = [{k: (f"{x:#x}" if k in ("start", "end") else x) for k, x in r.items()} for r in runs]
-            entries.append(d)
-        threads = []
-        for t in for_each_thread(kernel, task):
-            regs = user_regs(kernel, t, vmas)
-            threads.append((t.pid, regs))
+        threads = [(t.pid, user_regs(kernel, t, vmas)) for t in for_each_thread(kernel, task)]
         argv = []
         try:
             argv = cmdline(task)
         except ArmvmiError as e:
             res.problems.append(f"argv unreadable: {e}")
-        core_name = f"core.{task.pid}"
         notes = b"".join(_note(b"CORE", NT_PRSTATUS, _prstatus(tid, task.ppid, regs)) for tid, regs in threads)
         notes += _note(b"CORE", NT_PRPSINFO, _prpsinfo(task, argv))
         auxv = _auxv(kernel, mm)
         if auxv:
             notes += _note(b"CORE", NT_AUXV, auxv)
         notes += _note(b"CORE", NT_FILE, _nt_file(vmas, page))
-        _write_core(tmp / core_name, tmp, notes, loads)
+        core_name = f"core.{task.pid}"
+        entries = []
+        with _Core(tmp / core_name, notes) as core:
+            for v in vmas:
+                if v.flags & VM_READ:
+                    runs = _dump_vma(kernel, mm, v, tmp, res, core)
+                else:
+                    runs = [{"start": v.start, "end": v.end, "hole": f"not readable ({v.perms})"}]
+                    core.load(v.start, v.end - v.start, _perm_flags(v), 0)
+                d = to_json(v)
+                d.pop("line", None)
+                d["runs"] = [{k: (f"{x:#x}" if k in ("start", "end") else x) for k, x in r.items()} for r in runs]
+                entries.append(d)
         res.index = {
             "pid": task.pid, "comm": task.comm, "argv": argv, "page_size": page,
             "user_va_bits": 64 - (layer.tcr & 0x3F), "core": core_name,
@@ -211,66 +197,87 @@ def procdump(kernel, task, out_dir, force: bool = False, inputs=()) -> DumpResul
     return res
 
 
-def _dump_vma(kernel, mm, v, tmp: Path, res: DumpResult) -> list[dict]:
-    """Write each resident run of ``v`` as its own file; return the runs and holes."""
+def _dump_vma(kernel, mm, v, tmp: Path, res: DumpResult, core: "_Core") -> list[dict]:
+    """Write each resident run of ``v`` to its own file and to the core; return the runs and holes."""
     runs: list[dict] = []
     f = None
+    flags = _perm_flags(v)
+
+    def close():
+        nonlocal f
+        if f is not None:
+            f.close()
+            f = None
+            r = runs[-1]
+            name = f"{r['start']:016x}-{r['end']:016x}.bin"
+            os.rename(tmp / f"{r['start']:016x}.part", tmp / name)
+            r["file"] = name
+            core.load(r["start"], r["end"] - r["start"], flags, r["end"] - r["start"])
+
     try:
         for a, data, n, why in mm_pieces(kernel, mm, v.start, v.end - v.start):
             if data is None:
-                if f is not None:
-                    f.close()
-                    f = None
+                close()
                 runs.append({"start": a, "end": a + n, "hole": why})
                 res.holes += 1
                 continue
             if f is None or runs[-1]["end"] != a:
-                if f is not None:
-                    f.close()
+                close()
                 runs.append({"start": a, "end": a, "file": None})
                 f = open(tmp / f"{a:016x}.part", "wb")
+                core.begin()
             f.write(data)
+            core.write(data)
             runs[-1]["end"] = a + n
             res.bytes_written += n
     finally:
-        if f is not None:
-            f.close()
-    for r in runs:
-        if "file" in r:
-            name = f"{r['start']:016x}-{r['end']:016x}.bin"
-            os.rename(tmp / f"{r['start']:016x}.part", tmp / name)
-            r["file"] = name
+        close()
     return runs
 
 
-def _write_core(path: Path, data_dir: Path, notes: bytes, loads) -> None:
-    phnum = 1 + len(loads)
-    off = 64 + 56 * phnum
-    note_off = off
-    off += len(notes)
-    off = (off + 4095) & ~4095  # page-aligned segments, as the kernel writes them
-    phdrs = [struct.pack("<IIQQQQQQ", PT_NOTE, 0, note_off, 0, 0, len(notes), 0, 4)]
-    layout = []
-    for vaddr, n, flags, name in loads:
-        filesz = n if name else 0
-        phdrs.append(struct.pack("<IIQQQQQQ", PT_LOAD, flags, off, vaddr, 0, filesz, n, 4096))
-        layout.append((off, name))
-        off += filesz
-    ehdr = struct.pack("<4sBBBBB7xHHIQQQIHHHHHH", b"\x7fELF", 2, 1, 1, 0, 0, 4, EM_AARCH64, 1, 0, 64, 0, 0,
-                       64, 56, phnum, 64, 0, 0)
-    with open(path, "wb") as f:
-        f.write(ehdr + b"".join(phdrs))
-        f.write(notes)
-        for pos, name in layout:
-            if name is None:
-                continue
-            f.seek(pos)
-            with open(data_dir / name, "rb") as src:
-                while True:
-                    b = src.read(CHUNK)
-                    if not b:
-                        break
-                    f.write(b)
+class _Core:
+    """An ELF core written in one pass: header, notes, then each segment's bytes
+    as they are read, and the program headers at the end (e_phoff says where),
+    because how many PT_LOADs there are is known only once the holes are."""
+
+    def __init__(self, path: Path, notes: bytes):
+        self.f = open(path, "wb")
+        self.notes_off = 64
+        self.notes_len = len(notes)
+        self.f.write(b"\0" * 64 + notes)
+        self.pos = 64 + len(notes)
+        self.seg_off = None
+        self.phdrs: list[bytes] = []
+
+    def begin(self) -> None:
+        self.pos = (self.pos + 4095) & ~4095  # page-aligned segments, as the kernel writes them
+        self.f.seek(self.pos)
+        self.seg_off = self.pos
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+        self.pos += len(data)
+
+    def load(self, vaddr: int, memsz: int, flags: int, filesz: int) -> None:
+        off = self.seg_off if filesz else self.pos
+        self.phdrs.append(struct.pack("<IIQQQQQQ", PT_LOAD, flags, off, vaddr, 0, filesz, memsz, 4096))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if exc[0] is None:
+                phoff = (self.pos + 7) & ~7
+                note = struct.pack("<IIQQQQQQ", PT_NOTE, 0, self.notes_off, 0, 0, self.notes_len, 0, 4)
+                phdrs = [note] + self.phdrs
+                self.f.seek(phoff)
+                self.f.write(b"".join(phdrs))
+                self.f.seek(0)
+                self.f.write(struct.pack("<4sBBBBB7xHHIQQQIHHHHHH", b"\x7fELF", 2, 1, 1, 0, 0, 4, EM_AARCH64, 1, 0,
+                                         phoff, 0, 0, 64, 56, len(phdrs), 64, 0, 0))
+        finally:
+            self.f.close()
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:

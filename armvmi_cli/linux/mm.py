@@ -132,67 +132,69 @@ def mm_read(kernel, mm, address: int, n: int) -> bytes:
 
 def mm_pieces(kernel, mm, address: int, n: int):
     """``(address, bytes or None, length, why)`` runs covering [address, address+n):
-    readable runs with their bytes, holes with the reason."""
+    readable runs with their bytes (at most PIECE_MAX each), holes with the
+    reason of their first page.  The stage-1 tables are enumerated once (not
+    walked per page), so dumping costs about one read per resident page."""
     layer = mm_layer(kernel, mm)
     lower = layer.lower
     page = 1 << layer._tlb_shift
-    cur, end = address, address + n
-    run_start, run, run_len = cur, [], 0
+    end = address + n
+    run_start, run, run_len = address, [], 0
+    cur = address
 
-    def flush():
-        nonlocal run, run_len
-        run_len = 0
-        if run:
-            data = b"".join(run)
-            run = []
-            return (run_start, data, len(data), "")
-        return None
-
-    while cur < end:
-        out, span, f = layer.span(cur, min(end - cur, page))
-        take = min(span, end - cur)
-        if out is not None:
+    def hole(start, stop, err=None):
+        if err is None:
             try:
-                data = lower.read(out, take)
-            except (TranslationFault, MemoryReadError):
-                # Part of a block is missing below (stage 2): go page by page.
-                take = min(take, page - (cur & (page - 1)))
+                layer.translate(start)
+                err = TranslationFault(0, "not readable", start, layer.name)
+            except (TranslationFault, MemoryReadError) as e:
+                err = e
+        return (start, None, stop - start, why_not_resident(layer, start, err))
+
+    for m in layer.mappings(address, end):
+        s, e = max(m.va, address), min(m.va + m.size, end)
+        if s > cur:
+            if run:
+                yield (run_start, b"".join(run), run_len, "")
+                run, run_len = [], 0
+            yield hole(cur, s)
+        out = m.out + (s - m.va)
+        try:
+            chunks = [lower.read(out, e - s)]
+        except (TranslationFault, MemoryReadError):
+            chunks = None
+        if chunks is None:
+            # Part of this leaf is missing below (stage 2 not filled, a hole in the image): page by page.
+            a = s
+            while a < e:
+                b = min(e, (a | (page - 1)) + 1)
                 try:
-                    data = lower.read(out, take)
-                except (TranslationFault, MemoryReadError) as e2:
-                    data, f = None, e2
-            if data is not None:
+                    data = lower.read(m.out + (a - m.va), b - a)
+                except (TranslationFault, MemoryReadError) as err:
+                    if run:
+                        yield (run_start, b"".join(run), run_len, "")
+                        run, run_len = [], 0
+                    yield hole(a, b, err)
+                    a = b
+                    continue
                 if not run:
-                    run_start = cur
+                    run_start = a
                 run.append(data)
-                cur += take
-                run_len += take
-                if run_len >= PIECE_MAX:  # bounded memory: long runs come in pieces
-                    run_len = 0
-                    yield flush()
-                continue
-        done = flush()
-        if done:
-            yield done
-        hole_start, why = cur, why_not_resident(layer, cur, f)
-        cur += take
-        # Merge the following pages that fail for the same reason.
-        while cur < end:
-            out2, span2, f2 = layer.span(cur, min(end - cur, page))
-            if out2 is not None:
-                try:
-                    lower.read(out2, 1)
-                    break
-                except (TranslationFault, MemoryReadError) as e3:
-                    f2 = e3
-                span2 = min(span2, page - (cur & (page - 1)))
-            if why_not_resident(layer, cur, f2).split(":")[0] != why.split(":")[0]:
-                break
-            cur += min(span2, end - cur)
-        yield (hole_start, None, cur - hole_start, why)
-    done = flush()
-    if done:
-        yield done
+                run_len += b - a
+                a = b
+        else:
+            if not run:
+                run_start = s
+            run += chunks
+            run_len += e - s
+        if run_len >= PIECE_MAX:  # bounded memory: long runs come in pieces
+            yield (run_start, b"".join(run), run_len, "")
+            run, run_len = [], 0
+        cur = e
+    if run:
+        yield (run_start, b"".join(run), run_len, "")
+    if cur < end:
+        yield hole(cur, end)
 
 
 # -- argv and environment, as /proc shows them ---------------------------------------------------
