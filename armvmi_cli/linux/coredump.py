@@ -189,6 +189,8 @@ def procdump(kernel, task, out_dir, force: bool = False, inputs=()) -> DumpResul
         with open(tmp / "index.json", "w") as f:
             json.dump(res.index, f, indent=1)
         _publish(tmp, out_dir)
+    except OSError as e:
+        raise ArmvmiError(f"cannot write the dump into {out_dir}: {e}") from None
     finally:
         if tmp.exists():
             for p in tmp.iterdir():
@@ -215,7 +217,7 @@ def _dump_vma(kernel, mm, v, tmp: Path, res: DumpResult, core: "_Core") -> list[
             core.load(r["start"], r["end"] - r["start"], flags, r["end"] - r["start"])
 
     try:
-        for a, data, n, why in mm_pieces(kernel, mm, v.start, v.end - v.start):
+        for a, data, n, why in mm_pieces(kernel, mm, v.start, v.end - v.start, chunks=True):
             if data is None:
                 close()
                 runs.append({"start": a, "end": a + n, "hole": why})
@@ -224,9 +226,9 @@ def _dump_vma(kernel, mm, v, tmp: Path, res: DumpResult, core: "_Core") -> list[
             if f is None or runs[-1]["end"] != a:
                 close()
                 runs.append({"start": a, "end": a, "file": None})
-                f = open(tmp / f"{a:016x}.part", "wb")
+                f = open(tmp / f"{a:016x}.part", "wb", buffering=0)
                 core.begin()
-            f.write(data)
+            _writev(f, data)
             core.write(data)
             runs[-1]["end"] = a + n
             res.bytes_written += n
@@ -235,13 +237,22 @@ def _dump_vma(kernel, mm, v, tmp: Path, res: DumpResult, core: "_Core") -> list[
     return runs
 
 
+def _writev(f, chunks: list) -> int:
+    """All of ``chunks`` to ``f`` in one system call (a short write -- a full disk -- is an error)."""
+    n = os.writev(f.fileno(), chunks)
+    want = sum(map(len, chunks))
+    if n != want:
+        raise OSError(f"short write to {f.name}: {n} of {want} bytes (disk full?)")
+    return n
+
+
 class _Core:
     """An ELF core written in one pass: header, notes, then each segment's bytes
     as they are read, and the program headers at the end (e_phoff says where),
     because how many PT_LOADs there are is known only once the holes are."""
 
     def __init__(self, path: Path, notes: bytes):
-        self.f = open(path, "wb")
+        self.f = open(path, "wb", buffering=0)
         self.notes_off = 64
         self.notes_len = len(notes)
         self.f.write(b"\0" * 64 + notes)
@@ -254,9 +265,8 @@ class _Core:
         self.f.seek(self.pos)
         self.seg_off = self.pos
 
-    def write(self, data: bytes) -> None:
-        self.f.write(data)
-        self.pos += len(data)
+    def write(self, chunks: list) -> None:
+        self.pos += _writev(self.f, chunks)
 
     def load(self, vaddr: int, memsz: int, flags: int, filesz: int) -> None:
         off = self.seg_off if filesz else self.pos

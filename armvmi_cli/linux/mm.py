@@ -24,7 +24,8 @@ VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYSHARE = 0x1, 0x2, 0x4, 0x8, 0x80
 MAX_VMAS = 1 << 17  # far above vm.max_map_count's default (65530)
 ANON_VMA_NAME_MAX_LEN = 80
 ARG_MAX_READ = 1 << 21
-PIECE_MAX = 4 << 20  # a cmdline/environ larger than this is not believed
+PIECE_MAX = 4 << 20
+PIECE_CHUNKS = 512  # below IOV_MAX (1024)  # a cmdline/environ larger than this is not believed
 
 
 class NotResident(ArmvmiError):
@@ -130,11 +131,13 @@ def mm_read(kernel, mm, address: int, n: int) -> bytes:
         raise
 
 
-def mm_pieces(kernel, mm, address: int, n: int):
+def mm_pieces(kernel, mm, address: int, n: int, chunks: bool = False):
     """``(address, bytes or None, length, why)`` runs covering [address, address+n):
-    readable runs with their bytes (at most PIECE_MAX each), holes with the
+    readable runs with their bytes (at most PIECE_MAX each; with ``chunks``, a
+    list of at most PIECE_CHUNKS bytes objects, for os.writev), holes with the
     reason of their first page.  The stage-1 tables are enumerated once (not
     walked per page), so dumping costs about one read per resident page."""
+    join = (lambda parts: parts) if chunks else b"".join
     layer = mm_layer(kernel, mm)
     lower = layer.lower
     page = 1 << layer._tlb_shift
@@ -155,7 +158,7 @@ def mm_pieces(kernel, mm, address: int, n: int):
         s, e = max(m.va, address), min(m.va + m.size, end)
         if s > cur:
             if run:
-                yield (run_start, b"".join(run), run_len, "")
+                yield (run_start, join(run), run_len, "")
                 run, run_len = [], 0
             yield hole(cur, s)
         out = m.out + (s - m.va)
@@ -172,7 +175,7 @@ def mm_pieces(kernel, mm, address: int, n: int):
                     data = lower.read(m.out + (a - m.va), b - a)
                 except (TranslationFault, MemoryReadError) as err:
                     if run:
-                        yield (run_start, b"".join(run), run_len, "")
+                        yield (run_start, join(run), run_len, "")
                         run, run_len = [], 0
                     yield hole(a, b, err)
                     a = b
@@ -187,12 +190,12 @@ def mm_pieces(kernel, mm, address: int, n: int):
                 run_start = s
             run += chunks
             run_len += e - s
-        if run_len >= PIECE_MAX:  # bounded memory: long runs come in pieces
-            yield (run_start, b"".join(run), run_len, "")
+        if run_len >= PIECE_MAX or len(run) >= PIECE_CHUNKS:  # bounded memory: long runs come in pieces
+            yield (run_start, join(run), run_len, "")
             run, run_len = [], 0
         cur = e
     if run:
-        yield (run_start, b"".join(run), run_len, "")
+        yield (run_start, join(run), run_len, "")
     if cur < end:
         yield hole(cur, end)
 
