@@ -436,10 +436,9 @@ def _anon_name(kernel, vma, has_file: bool) -> str | None:
 
 def file_path(kernel, file_ptr: int) -> str:
     """The path /proc prints for a ``struct file`` (fs.d_path of its f_path)."""
-    from .fs import d_path
+    from .fs import file_path as fs_file_path
 
-    f = kernel.object("file", file_ptr)
-    return d_path(kernel, f.f_path)
+    return fs_file_path(kernel, file_ptr)
 
 
 def vma_info(kernel, mm, vma, pid: int = 0, comm: str = "") -> VmaInfo:

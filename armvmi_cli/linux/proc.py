@@ -107,32 +107,24 @@ def user_reader(vm, pid: int):
     return _UserReader(find_process(vm.kernel, pid))
 
 
-# -- exe, cwd, root (proc_exe_link, proc_cwd_link, proc_root_link) ----------------------------------
-
-def _d_path(kernel, path_obj) -> str:
-    from .fs import d_path
-
-    return d_path(kernel, path_obj)
-
+# -- exe, cwd, root (proc_exe_link, proc_cwd_link, proc_root_link: fs.task_exe/cwd/root) ---------------
 
 def exe(task) -> str | None:
-    """The path /proc/PID/exe links to: ``mm->exe_file``; None for a kernel thread."""
-    if not int(task.mm):
-        return None
-    f = int(task.mm.exe_file)
-    if not f:
-        return None
-    return _d_path(task._kernel, task._kernel.object("file", f).f_path)
+    from .fs import task_exe
+
+    return task_exe(task._kernel, task)
 
 
 def cwd(task) -> str | None:
-    fs = int(task.fs)
-    return _d_path(task._kernel, task.fs.pwd) if fs else None
+    from .fs import task_cwd
+
+    return task_cwd(task._kernel, task)
 
 
 def root(task) -> str | None:
-    fs = int(task.fs)
-    return _d_path(task._kernel, task.fs.root) if fs else None
+    from .fs import task_root
+
+    return task_root(task._kernel, task)
 
 
 # -- psaux ---------------------------------------------------------------------------------------
