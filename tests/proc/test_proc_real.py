@@ -230,3 +230,19 @@ def test_procdump_refuses_non_empty_dir_and_kernel_threads(rich_capture, tmp_pat
     rc, out = _run(capsys, "procdump", rich_capture.image, "--pid", "5555", "-o", tmp_path / "n")
     assert rc == 4 and not (tmp_path / "n").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_hidden_process_keeps_its_argv_and_maps(rich_capture, tmp_path, monkeypatch, capsys):
+    """In the DKOM copy beacon is unlinked from the task list; the PID IDR still
+    leads to it, and its mm is untouched: psaux marks it hidden, maps reads it."""
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    gt = _gt(rich_capture)
+    image = rich_capture.dkom_image
+    rc, out = _run(capsys, "psaux", image, "--json")
+    assert rc == 0
+    rows = {r["pid"]: r for r in json.loads(out.out)["vms"][0]["processes"]}
+    assert [p for p, r in rows.items() if r["hidden"]] == [99]
+    assert rows[99]["argv"] == gt[99]["cmdline"] and rows[99]["exe"] == gt[99]["exe"]
+    rc, out = _run(capsys, "maps", image, "--pid", "99", "--json")
+    assert rc == 0
+    assert [r["line"] for r in json.loads(out.out)["vms"][0]["maps"]] == gt[99]["maps"]
