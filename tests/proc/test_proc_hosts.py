@@ -91,3 +91,19 @@ def test_nested_guest_and_host_processes(nested_capture, capsys, tmp_path, monke
     assert rc == 0
     paths = {r["path"] for r in doc["vms"][0]["maps"]}
     assert "/usr/bin/qemu-system-aarch64" in paths and "[stack]" in paths
+
+
+def test_procdump_through_stage2_equals_the_guest_dump(rich_host, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    cap, image, _host = rich_host
+    assert main(["procdump", str(cap.image), "--pid", "97", "-o", str(tmp_path / "plain")]) == 0
+    assert main(["procdump", str(image), "--vm", "2", "-m", str(cap.system_map), "--pid", "97",
+                 "-o", str(tmp_path / "s2")]) == 0
+    capsys.readouterr()
+    a = json.loads((tmp_path / "plain" / "index.json").read_text())
+    b = json.loads((tmp_path / "s2" / "index.json").read_text())
+    assert [v["runs"] for v in a["vmas"]] == [v["runs"] for v in b["vmas"]] and a["bytes"] == b["bytes"] > 0
+    for v in a["vmas"]:
+        for r in v["runs"]:
+            if "file" in r:
+                assert (tmp_path / "plain" / r["file"]).read_bytes() == (tmp_path / "s2" / r["file"]).read_bytes()
