@@ -77,6 +77,22 @@ def procdump_rate(cmd, args, pid, out_parent: Path, cache: Path, repeat: int) ->
     return statistics.median(rates), nbytes, statistics.median(walls)
 
 
+def library_maps_time(cap) -> float:
+    """The maps view alone, in this process, warm (best of 5)."""
+    import armvmi_cli
+    from armvmi_cli.linux.proc import maps_view
+
+    k = armvmi_cli.open(cap.image, system_map=cap.system_map).vm().kernel
+    maps_view(k)
+    best = float("inf")
+    for _ in range(5):
+        k.__dict__.pop("_mm_layers", None)
+        t0 = time.perf_counter()
+        maps_view(k)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
@@ -92,10 +108,12 @@ def main(argv=None) -> int:
         run_once([*cmd, "ps", *base], cache)  # fill the caches
         ps_t, psaux_t, maps_t = [], [], []
         for _ in range(a.repeat):
-            ps_t.append(run_once([*cmd, "ps", *base], cache)[0])
-            psaux_t.append(run_once([*cmd, "psaux", *base], cache)[0])
-            maps_t.append(run_once([*cmd, "maps", *base], cache)[0])
-        ps_m, psaux_m, maps_m = map(statistics.median, (ps_t, psaux_t, maps_t))
+            ps_t.append(run_once([*cmd, "ps", *base], cache)[:2])
+            psaux_t.append(run_once([*cmd, "psaux", *base], cache)[:2])
+            maps_t.append(run_once([*cmd, "maps", *base], cache)[:2])
+        ps_m, psaux_m, maps_m = (statistics.median(w for w, _ in t) for t in (ps_t, psaux_t, maps_t))
+        ps_c, psaux_c, maps_c = (statistics.median(c for _, c in t) for t in (ps_t, psaux_t, maps_t))
+        lib = library_maps_time(rich)
 
         hargs = [str(nested.image), "-e", str(nested.smclog), "--system-map", str(nested.system_map), "--vm", "host"]
         r = subprocess.run([*cmd, "psaux", *hargs, "--json"], capture_output=True, text=True, env=child_env(cache))
@@ -117,9 +135,10 @@ def main(argv=None) -> int:
 
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; medians of {a.repeat} warm runs (wall s)")
     ratio = psaux_m / ps_m
-    print(f"  ps     {ps_m:6.3f} s   psaux {psaux_m:6.3f} s   ratio {ratio:4.2f}  target <= 1.5  "
-          f"{'ok' if ratio <= 1.5 else 'MISSED'}")
-    print(f"  maps   {maps_m:6.3f} s (every process)      target <= 1.0 s  {'ok' if maps_m <= 1.0 else 'MISSED'}")
+    print(f"  ps     {ps_m:6.3f} s (cpu {ps_c:.3f})   psaux {psaux_m:6.3f} s (cpu {psaux_c:.3f})   ratio {ratio:4.2f}"
+          f" (cpu {psaux_c / ps_c:4.2f})  target <= 1.5  {'ok' if ratio <= 1.5 else 'MISSED'}")
+    print(f"  maps   {maps_m:6.3f} s (cpu {maps_c:.3f}; the walk itself {lib * 1000:.1f} ms in-process) every process,"
+          f"  target <= 1.0 s  {'ok' if maps_m <= 1.0 else 'MISSED'}")
     for label, d, rate, nbytes, wall, bw in results:
         print(f"  procdump pid {qemu['pid']} ({qemu['comm']}) -> {label} {d}: {nbytes / 1e6:.1f} MB resident, "
               f"{rate:6.1f} MB/s (wall {wall:.2f} s incl. start-up); write bandwidth there {bw:.0f} MB/s; "

@@ -146,8 +146,11 @@ def procdump(kernel, task, out_dir, force: bool = False, inputs=()) -> DumpResul
     vmas = task_maps(kernel, task, walk)
     page = kernel.info.page_size or 4096
     parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    except OSError as e:
+        raise UsageError(f"cannot create the dump directory beside {out_dir}: {e}") from None
     res = DumpResult(out_dir, {})
     res.problems = list(walk.problems)
     res.complete = walk.complete

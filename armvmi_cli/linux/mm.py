@@ -96,9 +96,14 @@ def mm_layer(kernel, mm):
 
 
 def _mm_object(kernel, mm):
-    if hasattr(mm, "member_"):
-        return mm.deref() if hasattr(mm, "deref") else mm
-    return kernel.object("mm_struct", int(mm))
+    """An mm_struct Object from an Object, a Pointer or an address."""
+    from .object import Pointer
+
+    if isinstance(mm, Pointer):
+        return mm.deref()
+    if isinstance(mm, int):
+        return kernel.object("mm_struct", mm)
+    return mm
 
 
 def why_not_resident(layer, va: int, err: Exception) -> str:
