@@ -198,15 +198,16 @@ def read(
     gpa: Annotated[bool, typer.Option("--gpa", help="ADDRESS is guest physical.")] = False,
     hpa: Annotated[bool, typer.Option("--hpa", help="ADDRESS is host physical.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the raw bytes to this file.")] = None,
+    pid: Annotated[Optional[int], typer.Option("--pid", help="ADDRESS is a user address of this process.")] = None,
     force: Force = False,
     json: Json = False,
 ):
-    """Read memory at a guest virtual, guest physical or host physical address."""
+    """Read memory at a guest virtual, guest physical or host physical address, or a process's user address (--pid)."""
     from ..errors import UsageError
     from . import render
 
-    if gva + gpa + hpa > 1:
-        raise UsageError("give at most one of --gva, --gpa, --hpa")
+    if gva + gpa + hpa + (pid is not None) > 1:
+        raise UsageError("give at most one of --gva, --gpa, --hpa, --pid")
     n = parse_int(length, "LEN")
     if n > (1 << 30):
         raise UsageError(f"LEN {length!r} must be between 0 and 1 GiB")
@@ -221,6 +222,10 @@ def read(
         layer, addr = s.memory, parse_int(address, "ADDRESS", bits=64)
     elif gpa:
         layer, addr = s.vm(opts.vm).gphys, parse_int(address, "ADDRESS", bits=64)
+    elif pid is not None:
+        from ..linux.proc import user_reader
+
+        layer, addr = user_reader(s.vm(opts.vm), pid), parse_int(address, "ADDRESS", bits=64)
     else:
         k = s.vm(opts.vm).kernel
         layer, addr = k.vmem, k.eval_address(address)
@@ -236,7 +241,7 @@ def read(
         from ..mmu.walk import layer_name
 
         data = b"".join(d for _, d in chunks())
-        render.print_json({"address": f"{addr:#x}", "layer": "gva" if not (hpa or gpa) else ("hpa" if hpa else "gpa"),
+        render.print_json({"address": f"{addr:#x}", "layer": "hpa" if hpa else "gpa" if gpa else "user" if pid is not None else "gva",
                            "layer_name": layer_name(layer), "length": len(data), "data_hex": data.hex()})
         if output is None:
             return

@@ -69,6 +69,15 @@ class Task(Object):
     def threads(self):
         return for_each_thread(self._kernel, self)
 
+    def read_user(self, address: int, n: int) -> bytes:
+        """``n`` bytes of this process's user memory (through its own page
+        tables); raises ``mm.NotResident`` for a page the image does not hold."""
+        from .mm import mm_read
+
+        if not int(self.mm):
+            raise ArmvmiError(f"pid {self.pid} ({self.comm}) is a kernel thread: it has no user memory")
+        return mm_read(self._kernel, self.mm.deref(), address, n)
+
 
 def as_task(obj) -> Task:
     return obj if isinstance(obj, Task) else Task(obj._kernel, obj.type_, obj.address_)
