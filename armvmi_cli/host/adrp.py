@@ -46,8 +46,10 @@ def decode_references(code: bytes, pc: int, chained: bool = False) -> list[int]:
         if insn & 0xFF80_0000 == 0x9100_0000:  # ADD (immediate), 64-bit
             imm = ((insn >> 10) & 0xFFF) << (12 if (insn >> 22) & 1 else 0)
             out.append(pages[rn] + imm)
-            if chained:
+            if chained:  # the destination now holds page + offset, no longer the page
                 bases[insn & 0x1F] = pages[rn] + imm
+                if insn & 0x1F != 31:
+                    pages.pop(insn & 0x1F, None)
         elif insn & 0xFFC0_0000 == 0xF940_0000:  # LDR Xt, [Xn, #imm] (unsigned offset)
             out.append(pages[rn] + ((insn >> 10) & 0xFFF) * 8)
         elif insn & 0xFFC0_0000 == 0xB940_0000:  # LDR Wt, [Xn, #imm]
