@@ -211,7 +211,8 @@ def _view():
     from ..view import Column, View
 
     return View("log", "the kernel log (printk ring buffer)", collect=dmesg_view, columns=(
-        Column("seq", align="right", priority=2), Column("ts", "TIME", align="right", fmt=lambda v: f"{v:12.6f}"),
+        Column("seq", align="right", priority=2),
+        Column("ts_nsec", "TIME", align="right", fmt=lambda v: f"{v // 10**9}.{v % 10**9 // 1000:06d}"),
         Column("level", "LVL", align="right", priority=1), Column("caller", priority=3), Column("text")))
 
 
