@@ -98,7 +98,9 @@ def verify(session, host_system_map=None, guests: bool = True) -> list[Finding]:
     return verify_report(session, host_system_map, guests).findings
 
 
-def verify_report(session, host_system_map=None, guests: bool = True) -> VerifyReport:
+def verify_report(session, host_system_map=None, guests: bool = True, memory_side: bool = True) -> VerifyReport:
+    """``memory_side=False``: only the log-vs-memory comparison (``armvmi check``
+    runs the cross-views itself, on every kernel)."""
     from .kernel import host_kernel
     from .kvm import vm_list
     from .vms import memory_vms, pair
@@ -128,9 +130,10 @@ def verify_report(session, host_system_map=None, guests: bool = True) -> VerifyR
             _hidden_vm(rep, reg, m)
         for rec in pairing.log_only:
             _missing_vm(rep, hk, rec)
-    _syscalls(rep, hk.kernel, "host")
-    _cross_view(rep, hk.kernel, "host")
-    if guests and scan is not None:
+    if memory_side:
+        _syscalls(rep, hk.kernel, "host")
+        _cross_view(rep, hk.kernel, "host")
+    if guests and memory_side and scan is not None:
         for vm in memory_vms(session, host_system_map):
             try:
                 k = vm.kernel

@@ -138,7 +138,12 @@ def modules_head(kernel, hint_modules=(), space=None):
         nxt = kernel.read_u64(a)
         return kernel.read_u64(nxt + 8) == a and is_module(kernel, nxt - off, space)
 
-    head = find_data(kernel, "modules", ("find_module_all", "find_module", "module_flags_taint"), valid)
+    fns = ("find_module_all", "module_get_kallsym", "lookup_module_symbol_name", "module_kallsyms_on_each_symbol")
+    head = find_data(kernel, "modules", fns, valid)
+    if head is None:
+        # No module loaded: an empty list head (next == prev == itself) that
+        # find_module_all walks, unless a known module says otherwise.
+        head = None if hint_modules else find_data(kernel, "modules", fns, lambda a: kernel.read_u64(a) == a == kernel.read_u64(a + 8))
     if head is not None:
         return head
     for m in hint_modules:
@@ -226,7 +231,12 @@ def mod_tree(kernel, space=None):
         lo, hi = t.addr_min, t.addr_max
         return lo <= hi and _in(space, lo) and _in(space, hi - 1) and int(t.root.tree[0].rb_node) >= 1 << 63
 
-    return find_data(kernel, "mod_tree", ("__module_address", "mod_find", "mod_tree_insert", "is_module_text_address"), valid)
+    def empty(a):  # no module loaded yet: addr_min = ULONG_MAX, addr_max = 0, no nodes
+        t = kernel.object("mod_tree_root", a)
+        return t.addr_min == (1 << 64) - 1 and t.addr_max == 0 and not int(t.root.tree[0].rb_node) and not int(t.root.tree[1].rb_node)
+
+    fns = ("__module_address", "mod_find", "mod_tree_insert", "is_module_text_address")
+    return find_data(kernel, "mod_tree", fns, valid) or find_data(kernel, "mod_tree", fns[:1], empty)
 
 
 def tree_modules(kernel, root: int, problems: list) -> list[int]:
