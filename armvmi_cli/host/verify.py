@@ -27,7 +27,8 @@ sequence-gap              warning   records missing from the log
 log-anomaly               (as log)  any other replay anomaly of warning or worse
 hidden-process            critical  in the PID IDR, unlinked from the task list
 unlisted-process          warning   in the task list, not in the PID IDR
-syscall-hook              critical  a sys_call_table entry outside [_stext, _etext)
+syscall-hook              critical  a system call table entry that is not a syscall wrapper in
+                                    kernel text (linux/syscalls.py)
 ========================  ========  ====================================================
 
 Checks that cannot run (no log, no symbols for a guest, no readable clock)
@@ -42,7 +43,6 @@ from ..errors import ArmvmiError
 
 SEVERITIES = ("info", "warning", "error", "critical")
 CLOCK_SLACK_NS = 2_000_000_000  # the timekeeper lags capture by up to a tick (longer if NO_HZ idle)
-MAX_SYSCALLS = 1024
 S2_BASE = 0x0000_FFFF_FFFF_FFFE
 TTBR_BADDR = 0x0000_FFFF_FFFF_FFFE
 
@@ -98,7 +98,9 @@ def verify(session, host_system_map=None, guests: bool = True) -> list[Finding]:
     return verify_report(session, host_system_map, guests).findings
 
 
-def verify_report(session, host_system_map=None, guests: bool = True) -> VerifyReport:
+def verify_report(session, host_system_map=None, guests: bool = True, memory_side: bool = True) -> VerifyReport:
+    """``memory_side=False``: only the log-vs-memory comparison (``armvmi check``
+    runs the cross-views itself, on every kernel)."""
     from .kernel import host_kernel
     from .kvm import vm_list
     from .vms import memory_vms, pair
@@ -136,9 +138,10 @@ def verify_report(session, host_system_map=None, guests: bool = True) -> VerifyR
             _hidden_vm(rep, reg, m)
         for rec in pairing.log_only:
             _missing_vm(rep, hk, rec)
-    _syscalls(rep, hk.kernel, who)
-    _cross_view(rep, hk.kernel, who)
-    if guests and scan is not None:
+    if memory_side:
+        _syscalls(rep, hk.kernel, who)
+        _cross_view(rep, hk.kernel, who)
+    if guests and memory_side and scan is not None:
         for vm in memory_vms(session, host_system_map):
             try:
                 k = vm.kernel
@@ -331,30 +334,20 @@ def _cross_view(rep, kernel, vm_id) -> None:
         rep.checked.append(f"{vm_id}: task list and PID IDR agree ({len(res.tasks)} processes)")
 
 
-def syscall_table(kernel) -> tuple[int, int]:
-    """(address, entries) of ``sys_call_table``: its size is the distance to the
-    next symbol (``__NR_syscalls`` is a macro, absent from BTF)."""
-    from .adrp import symbol_extent
-
-    start = kernel.symbol("sys_call_table")
-    return start, symbol_extent(kernel, start, 8, 8 * (MAX_SYSCALLS + 1)) // 8
-
-
 def _syscalls(rep, kernel, vm_id) -> None:
+    from ..linux.module import lsmod
+    from ..linux.syscalls import check_syscalls
+
     try:
-        lo, hi = kernel.symbol("_stext"), kernel.symbol("_etext")
-        addr, n = syscall_table(kernel)
-        raw = kernel.read(addr, 8 * n)
-    except ArmvmiError as e:
-        rep.skipped.append(f"{vm_id}: sys_call_table not checked ({e})")
-        return
-    bad = []
-    for i in range(n):
-        ptr = int.from_bytes(raw[8 * i : 8 * i + 8], "little")
-        if not lo <= ptr < hi:
-            bad.append((i, ptr))
-    for i, ptr in bad:
-        rep.add("critical", "syscall-hook", vm_id, f"sys_call_table[{i}] = {ptr:#x} points outside the kernel text "
-                f"[{lo:#x}, {hi:#x})", index=i, target=ptr)
-    if not bad:
-        rep.checked.append(f"{vm_id}: all {n} sys_call_table entries point into kernel text")
+        modules = lsmod(kernel)[0]
+    except ArmvmiError:
+        modules = []
+    res = check_syscalls(kernel, modules)
+    for why in res.not_run:
+        rep.skipped.append(f"{vm_id}: system call tables not checked ({why})")
+    for ev in res.hooks:
+        ev = dict(ev)
+        rep.add("critical", "syscall-hook", vm_id, ev.pop("message"), **ev)
+    if res.tables and not res.hooks:
+        rep.checked.append(f"{vm_id}: every entry of " + ", ".join(f"{t.name} ({len(t.entries)})" for t in res.tables)
+                           + " is a syscall wrapper in kernel text")

@@ -1,0 +1,122 @@
+"""Corrupt kernel structures in a patched copy of the rich capture: a cyclic
+module list, a torn printk descriptor, a VBAR_EL1 that is not the kernel's.
+Each walk ends with a warning and a partial mark (exit 5) or a finding —
+never a hang or a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import armvmi_cli
+from armvmi_cli.cli.app import main
+
+
+def _elf_offset(path, pa):
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        for seg in ELFFile(f).iter_segments():
+            if seg["p_type"] == "PT_LOAD" and seg["p_paddr"] <= pa < seg["p_paddr"] + seg["p_filesz"]:
+                return seg["p_offset"] + pa - seg["p_paddr"]
+    raise AssertionError(f"{pa:#x} not in {path}")
+
+
+def _patch_u64(path, pa, value):
+    with open(path, "r+b") as f:
+        f.seek(_elf_offset(path, pa))
+        f.write(value.to_bytes(8, "little"))
+
+
+@pytest.fixture
+def rich_copy(rich_capture, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    dst = tmp_path / "dump.elf"
+    shutil.copyfile(rich_capture.image, dst)
+    dst.chmod(0o644)
+    return dst, armvmi_cli.open(dst, system_map=rich_capture.system_map).vm().kernel
+
+
+def test_cyclic_module_list_is_partial(rich_copy, rich_capture, capsys):
+    from armvmi_cli.linux.module import lsmod
+
+    path, k = rich_copy
+    mods = {m.name: m for m in lsmod(k)[0]}
+    node = mods["ifb"].module + k.offsetof("module", "list")
+    _patch_u64(path, k.vmem.translate(node), node)  # ifb.list.next -> itself: a loop that never reaches the head
+    rc = main(["lsmod", str(path), "-m", str(rich_capture.system_map), "--json"])
+    cap = capsys.readouterr()
+    doc = json.loads(cap.out)
+    assert rc == 5 and "Traceback" not in cap.err
+    vm = doc["vms"][0]
+    assert not vm["complete"] and any("cycle" in p for p in vm["problems"])
+    # dummy is past the loop: still listed (by the other views), not called hidden on a cut list
+    assert sorted(m["name"] for m in vm["modules"]) == ["dummy", "ifb", "nlmon"]
+    assert not any(m["hidden"] for m in vm["modules"]) and doc["findings"] == []
+    rc = main(["check", str(path), "-m", str(rich_capture.system_map), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 5 and doc["findings"] == [] and "hidden-module" in [n["check"] for n in doc["not_run"]]
+
+
+def test_torn_printk_descriptor_is_skipped_with_a_warning(rich_copy, rich_capture, capsys):
+    from armvmi_cli.linux.printk import find_prb
+
+    path, k = rich_copy
+    rb = k.object("printk_ringbuffer", find_prb(k))
+    count = 1 << rb.desc_ring.count_bits
+    head = int(rb.desc_ring.head_id.counter)
+    victim = head - 10  # the 11th newest record
+    desc = int(rb.desc_ring.descs) + (victim % count) * k.type("prb_desc").resolve().size
+    state_var = k.read_u64(desc)
+    _patch_u64(path, k.vmem.translate(desc), 0x1234)  # state_var: another id, state reserved
+    rc = main(["dmesg", str(path), "-m", str(rich_capture.system_map), "--json"])
+    cap = capsys.readouterr()
+    doc = json.loads(cap.out)
+    raw = rich_capture.ground_truth["rich"]["dmesg"]
+    vm = doc["vms"][0]
+    assert rc == 5 and "Traceback" not in cap.err
+    assert not vm["complete"] and any("skipped" in p for p in vm["problems"])
+    assert [r["text"] for r in vm["log"]] == raw[:-11] + raw[-10:]
+
+    # the descriptor back, but its text block's end far beyond the ring: that record alone is skipped
+    _patch_u64(path, k.vmem.translate(desc), state_var)
+    lpos = desc + k.offsetof("prb_desc", "text_blk_lpos")
+    _patch_u64(path, k.vmem.translate(lpos + 8), 1 << 60)
+    rc = main(["dmesg", str(path), "-m", str(rich_capture.system_map), "--json"])
+    cap = capsys.readouterr()
+    vm = json.loads(cap.out)["vms"][0]
+    assert rc == 5 and "Traceback" not in cap.err
+    assert [r["text"] for r in vm["log"]] == raw[:-11] + raw[-10:]
+    assert any("text block" in p for p in vm["problems"])
+
+
+def test_corrupt_ring_header_is_a_clear_error(rich_copy, rich_capture, capsys):
+    from armvmi_cli.linux.printk import find_prb
+
+    path, k = rich_copy
+    rb = find_prb(k)
+    _patch_u64(path, k.vmem.translate(rb), 0xFFFF)  # count_bits 65535
+    rc = main(["dmesg", str(path), "-m", str(rich_capture.system_map)])
+    err = capsys.readouterr().err
+    assert rc != 0 and "Traceback" not in err and "corrupt" in err
+
+
+def test_vbar_patched_in_saved_vcpu_registers_is_a_finding(nested_capture, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    dst = tmp_path / "host.elf"
+    shutil.copyfile(nested_capture.image, dst)
+    dst.chmod(0o644)
+    s = armvmi_cli.open(dst)
+    vm = s.vms[0]
+    hk = s.vm("host").kernel
+    idx = hk.type("vcpu_sysreg").resolve().values["VBAR_EL1"]
+    slot = vm.kvm.vcpus[0].address + hk.offsetof("kvm_vcpu", "arch.ctxt.sys_regs") + 8 * idx
+    evil = vm.kernel.symbol("vectors") + 0x10000  # kernel text, not a vector table
+    _patch_u64(dst, hk.vmem.translate(slot), evil)
+    rc = main(["check", str(dst), "--check", "vector-hook", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    assert [(f["kind"], f["severity"], f["evidence"]["vbar_el1"], f["evidence"]["vcpu"]) for f in doc["findings"]] == [
+        ("vector-hook", "critical", f"{evil:#x}", 0)]
