@@ -131,7 +131,7 @@ def guest_memory(vm) -> GuestPhysical:
     if faults:
         cov.problems.append(f"stage 2: {len(faults)} unreadable or malformed tables skipped")
     pieces = _intersect_pieces(host, s2, "stage2", cov)
-    kvm = getattr(vm, "kvm", None)
+    kvm = kvm_of(vm, cov.problems)
     if kvm is not None and kvm.memslots:
         cov.expected = _merge((m.base_gpa, m.base_gpa + m.size) for m in kvm.memslots)
     elif vm.ram and vm.ram[1]:
@@ -144,6 +144,32 @@ def guest_memory(vm) -> GuestPhysical:
     cov.absent_runs = _subtract(cov.expected, have)
     cov.absent = sum(b - a for a, b in cov.absent_runs)
     return GuestPhysical(pieces, cov, vm.label)
+
+
+def kvm_of(vm, problems: list | None = None):
+    """KVM's own ``struct kvm`` for a VM (memslots, VMM, vCPUs): the one it was
+    found through, else (a VM from the event log) the one in host memory with
+    the same stage-2 tables; None when the host kernel cannot be read."""
+    kvm = getattr(vm, "kvm", None)
+    if kvm is not None or vm.stage2 is None:
+        return kvm
+    from ..errors import ArmvmiError
+    from ..host.kernel import host_kernel
+    from ..host.kvm import vm_list
+
+    try:
+        scan = vm_list(host_kernel(vm.session, vm.session.host_system_map))
+    except ArmvmiError as e:
+        if problems is not None:
+            problems.append(f"KVM's state not read (no memslot-only pages, no vCPU registers): {e}")
+        return None
+    for m in scan.vms:
+        if m.pgd_phys == vm.stage2.base:
+            vm.kvm = m
+            return m
+    if problems is not None:
+        problems.append("no struct kvm in host memory has this VM's stage-2 tables (no memslot-only pages, no vCPU registers)")
+    return None
 
 
 def _memslot_pieces(kvm, have, cov: Coverage) -> list[Piece]:

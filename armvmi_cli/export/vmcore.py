@@ -99,7 +99,9 @@ def _phys_offset(kernel) -> str | None:
 def vcpu_registers(vm) -> tuple[list[tuple[int, list[int]]], list[str]]:
     """[(pr_pid, pr_reg)] per vCPU from KVM's saved context (host memory), and
     why any is missing.  pr_pid is the vCPU index + 1, as QEMU writes it."""
-    kvm = getattr(vm, "kvm", None)
+    from .guestmem import kvm_of
+
+    kvm = kvm_of(vm)
     if kvm is None:
         return [], []
     k = kvm._host.kernel
