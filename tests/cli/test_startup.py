@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 HEAVY = ("elftools", "construct", "lz4", "cramjam", "rich")
-COMMANDS = ("ps", "pstree", "translate", "struct", "read", "info", "symbols", "vms", "events", "profile", "snapshot", "verify", "lsof", "mounts", "psaux", "envars", "maps", "malfind", "procdump", "lsmod", "dmesg", "ebpf", "check")
+COMMANDS = ("ps", "pstree", "translate", "struct", "read", "info", "symbols", "vms", "events", "profile", "snapshot", "verify", "lsof", "mounts", "psaux", "envars", "maps", "malfind", "procdump", "lsmod", "dmesg", "ebpf", "check", "extract")
 
 
 def _run(*args):
