@@ -435,9 +435,31 @@ class Session:
         own kernel are the same kernel)."""
         from .symbols.kallsyms import recover_kallsyms
 
-        key = (id(phys), vi.symbol("_stext"))
+        stext = vi.symbol("_stext")
+        key = (id(phys), stext)
         if key not in self._kallsyms:
-            self._kallsyms[key] = recover_kallsyms(phys, kernel_image_ranges(phys, vi), prefer=vi.symbol("_stext"))
+            # Where the table was found before (the image's facts): decoded and
+            # validated in place, else searched for as on a first run.
+            fact = f"kallsyms:{getattr(phys, 'name', '')}:{stext:#x}" if stext is not None else None
+            hint = self._facts_get(fact) if fact else None
+            ks = None
+            if isinstance(hint, list) and len(hint) == 3 and all(isinstance(v, int) for v in hint):
+                from .symbols.kallsyms import table_at
+
+                try:
+                    ks = table_at(phys, hint[0], (hint[1], hint[2]))
+                    if not ks.symbols[0][0] <= stext <= ks.symbols[-1][0]:
+                        ks = None
+                except ArmvmiError:
+                    ks = None
+            if ks is None:
+                ranges = kernel_image_ranges(phys, vi)  # walks all of stage 2: only on a miss
+                ks = recover_kallsyms(phys, ranges, prefer=stext)
+                tt = ks.layout.token_table
+                rng = next(((a, b) for a, b in (ranges or []) if a <= tt < b), None)
+                if fact and rng is not None:
+                    self._facts_put(fact, [tt, int(rng[0]), int(rng[1])])
+            self._kallsyms[key] = ks
         return self._kallsyms[key]
 
     def unused_system_maps(self) -> list[str]:

@@ -82,3 +82,27 @@ def test_no_cache_writes_nothing(capsys, image, tmp_path):
     assert rc == 0 and vms[0]["tasks"]
     cache = tmp_path / "cache"
     assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
+
+
+@pytest.mark.capture
+def test_kallsyms_and_init_task_facts_are_verified_hints(capsys, kaslr_capture, tmp_path, monkeypatch):
+    """No System.map: kallsyms and init_task are found by search on the first
+    run and from the facts afterwards; wrong facts are rejected, not used."""
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    img = kaslr_capture.image
+    truth = {(t["pid"], t["comm_task_struct"]) for t in kaslr_capture.ground_truth["tasks"]}
+    rc, first = _ps(capsys, img)
+    assert rc == 0 and {(t["pid"], t["comm"]) for t in first[0]["tasks"]} == truth
+    facts, path = _facts(img)
+    ks = [k for k in facts if k.startswith("kallsyms:")]
+    it = [k for k in facts if k.startswith("init_task:")]
+    assert ks and it
+    rc, second = _ps(capsys, img)
+    assert rc == 0 and second == first
+    forged = dict(facts)
+    forged[ks[0]] = [facts[ks[0]][0] + 0x1000, *facts[ks[0]][1:]]
+    forged[it[0]] = facts[it[0]] + 0x40
+    path.write_text(json.dumps(forged))
+    rc, third = _ps(capsys, img)
+    assert rc == 0 and third == first
+    assert _facts(img)[0] == facts  # the searched-for locations replaced the wrong ones
