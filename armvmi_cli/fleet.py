@@ -173,7 +173,7 @@ def _client(scheduler: str | None, workers: int | None, processes: bool):
 
     if scheduler:
         try:
-            return Client(scheduler, timeout="20s"), None
+            return Client(scheduler, timeout="10s"), None
         except (OSError, TimeoutError, ValueError) as e:
             raise UsageError(f"--scheduler {scheduler}: cannot reach the Dask scheduler: {e}") from None
     cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=processes,
@@ -210,13 +210,14 @@ def sweep(view_name: str, images: Iterable[str], out, options: dict | None = Non
     summary.skipped = len(images) - len(todo)
     # The table is the answer: images that failed in the earlier run still count.
     summary.failed += [(i, f"(earlier run) {done[i]}") for i in images if done.get(i) is not None]
+    client = cluster = None
+    if todo:
+        client, cluster = _client(scheduler, workers, processes)  # before OUT: a bad address leaves no file
     writer = _Appender(out)
     if progress:
         progress(summary)
-    client = cluster = None
     try:
         if todo:
-            client, cluster = _client(scheduler, workers, processes)
             futures = {client.submit(sweep_one, view_name, img, dict(options or {}), pure=False,
                                      key=f"armvmi-sweep-{view_name}-{n}-{os.getpid()}"): img
                        for n, img in enumerate(todo)}

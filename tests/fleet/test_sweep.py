@@ -135,3 +135,22 @@ def test_without_distributed_one_line_exit_2(capsys, tmp_path, monkeypatch):
 def test_unknown_view_is_a_usage_error(capsys, tmp_path):
     rc = main(["sweep", "nosuchview", str(SAMPLE), "-o", str(tmp_path / "o.jsonl")])
     assert rc == 2 and "no view 'nosuchview'" in capsys.readouterr().err
+
+
+def test_sweep_on_a_running_cluster(capsys, tmp_path, monkeypatch):
+    from distributed import LocalCluster
+
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "o.jsonl"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        rc = main(["sweep", "ps", str(SAMPLE), "-o", str(out), "--scheduler", cluster.scheduler_address])
+    assert rc == 0
+    _rc, want = _alone(capsys, str(SAMPLE), [])
+    assert _rows(out) == want
+
+
+def test_bad_scheduler_address_is_one_line_exit_2(capsys, tmp_path):
+    rc = main(["sweep", "ps", str(SAMPLE), "-o", str(tmp_path / "o.jsonl"), "--scheduler", "nosuch://host:1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len([e for e in err if e.startswith("armvmi: error:")]) == 1 and "nosuch" in err[-1]
+    assert not (tmp_path / "o.jsonl").exists()
