@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("elftools", "construct", "lz4", "cramjam", "rich")
+HEAVY = ("elftools", "construct", "lz4", "cramjam", "rich", "pydantic", "distributed")
 COMMANDS = ("ps", "pstree", "translate", "struct", "read", "info", "symbols", "vms", "events", "profile", "snapshot", "verify", "sweep")
 
 
