@@ -103,6 +103,9 @@ class Session:
         self._maps_cache: dict = {}
         self._maps_used: set = set()
         self._facts: dict | None = None  # per-image cache, loaded on first use
+        self._facts_file = None  # its path (the image's identity), computed once
+        self._types_memo: dict = {}  # build id -> BTF type model (host probe and guest share one)
+        self._init_tasks: dict = {}  # (layer id, _stext) -> init_task VA found by structure
         self._kallsyms: dict = {}
         self.warnings: list[str] = []  # things the user asked for that could not be done
         self.findings: list = []  # view.Finding s met while building the VM list (a VM the log hides)
@@ -277,6 +280,12 @@ class Session:
         if vm.stage2 is not None:
             ranges = _guest_ranges(vm)
         hints = self._facts_get(f"vmcoreinfo:{vm.label}") or []
+        if vm.stage2 is None:
+            # A plain dump's kernel is the one the host probe just found (same
+            # memory): its VMCOREINFO address is a hint, verified like any.
+            hk = getattr(self, "_armvmi_host", None)
+            addr = getattr(getattr(getattr(hk, "kernel", None), "vmcoreinfo", None), "address", None)
+            hints = hints + [a for a in (addr,) if a is not None and a not in hints]
         try:
             # A guest's own RAM (behind stage 2) holds one kernel: stop at the first.
             cand = locate_kernel(vm.gphys, ranges, note, what=vm.label, hints=hints, first=vm.stage2 is not None)
@@ -298,21 +307,56 @@ class Session:
         info.banner = linux_banner(kernel, vi, uts)
         kernel.types = self._load_types(kernel)
         if isinstance(symbols, KallsymsWithVmcoreinfo) and symbols.address("init_task") is None:
-            symbols.find_init_task(kernel)
+            self.find_init_task(kernel, symbols)
         return kernel
+
+    def find_init_task(self, kernel, symbols) -> None:
+        """init_task by structure (kallsyms has no data symbols), once per
+        kernel per session, and from the image's facts across runs: a cached
+        VA is used only when it passes the same structural check."""
+        from .symbols.init_task import validate_init_task
+
+        stext = kernel.vmcoreinfo.symbol("_stext")
+        key = (id(kernel.vmem.lower), stext)
+        va = self._init_tasks.get(key)
+        if va is None:
+            hint = self._facts_get(f"init_task:{stext:#x}") if stext is not None else None
+            if isinstance(hint, int):
+                offsets = {k: kernel.offsetof("task_struct", k) for k in ("comm", "tasks", "real_parent", "pid", "tgid")}
+                if validate_init_task(kernel.read, hint, offsets) is None:
+                    va = hint
+        if va is None:
+            symbols.find_init_task(kernel)
+            va = symbols.extra["init_task"]
+            if stext is not None:
+                self._facts_put(f"init_task:{stext:#x}", va)
+        else:
+            symbols.extra["init_task"] = va
+            kernel.info.notes.append(f"init_task located by structure at {va:#x}")
+        self._init_tasks[key] = va
 
     # -- a small per-image cache of where things were found ----------------------
     def _facts_path(self):
+        """The facts file for this image, or None (caching off, or no file).
+
+        Keyed by the image's identity: path, size, mtime, inode *and* a digest
+        of sampled pages (:func:`image_digest`), so an image rewritten in place
+        with its mtime forged back still gets fresh facts.  Facts are hints
+        only: each is re-verified before use, so a cache never changes an
+        answer."""
         if not self.symopts.use_cache or getattr(self.memory, "record_to", None):
             return None
-        try:
-            st = os.stat(self.image_path)
-        except OSError:
-            return None
-        import hashlib
+        if getattr(self, "_facts_file", None) is None:
+            try:
+                st = os.stat(self.image_path)
+                digest = image_digest(self.image_path, st.st_size)
+            except OSError:
+                return None
+            import hashlib
 
-        key = f"{os.path.abspath(os.fspath(self.image_path))}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
-        return cache_dir() / "images" / (hashlib.sha1(key.encode()).hexdigest() + ".json")
+            key = f"{os.path.abspath(os.fspath(self.image_path))}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{digest}"
+            self._facts_file = cache_dir() / "images" / (hashlib.sha1(key.encode()).hexdigest() + ".json")
+        return self._facts_file
 
     def _facts_get(self, key):
         import json
@@ -354,7 +398,7 @@ class Session:
                 from .symbols import profiles
 
                 profs = [profiles.load_profile(self.symopts.profile)] if self.symopts.profile else profiles.find_profiles()
-                maps = [(f"profile {p.name}", p.system_map) for p in profs]
+                maps = [(f"profile {p.name}", self.profile_map(p)) for p in profs]
             except (ImportError, SymbolError):
                 maps = []
         if not maps:
@@ -388,7 +432,7 @@ class Session:
             )
         prof = self._find_profile(vi, uts)
         if prof is not None:
-            sm = prof.system_map() if callable(getattr(prof, "system_map", None)) else prof.system_map
+            sm = self.profile_map(prof)
             ok, why = map_fits(sm, vi)
             if not ok:
                 raise ProfileMismatchError(f"profile {prof.name} does not fit {kernel.name} ({why})")
@@ -407,9 +451,31 @@ class Session:
         own kernel are the same kernel)."""
         from .symbols.kallsyms import recover_kallsyms
 
-        key = (id(phys), vi.symbol("_stext"))
+        stext = vi.symbol("_stext")
+        key = (id(phys), stext)
         if key not in self._kallsyms:
-            self._kallsyms[key] = recover_kallsyms(phys, kernel_image_ranges(phys, vi), prefer=vi.symbol("_stext"))
+            # Where the table was found before (the image's facts): decoded and
+            # validated in place, else searched for as on a first run.
+            fact = f"kallsyms:{getattr(phys, 'name', '')}:{stext:#x}" if stext is not None else None
+            hint = self._facts_get(fact) if fact else None
+            ks = None
+            if isinstance(hint, list) and len(hint) == 3 and all(isinstance(v, int) for v in hint):
+                from .symbols.kallsyms import table_at
+
+                try:
+                    ks = table_at(phys, hint[0], (hint[1], hint[2]))
+                    if not ks.symbols[0][0] <= stext <= ks.symbols[-1][0]:
+                        ks = None
+                except ArmvmiError:
+                    ks = None
+            if ks is None:
+                ranges = kernel_image_ranges(phys, vi)  # walks all of stage 2: only on a miss
+                ks = recover_kallsyms(phys, ranges, prefer=stext)
+                tt = ks.layout.token_table
+                rng = next(((a, b) for a, b in (ranges or []) if a <= tt < b), None)
+                if fact and rng is not None:
+                    self._facts_put(fact, [tt, int(rng[0]), int(rng[1])])
+            self._kallsyms[key] = ks
         return self._kallsyms[key]
 
     def unused_system_maps(self) -> list[str]:
@@ -421,11 +487,18 @@ class Session:
 
         sm = self._maps_cache.get(path)
         if sm is None:
-            sm = SystemMap.load(path)
+            sm = SystemMap.load(path, cache=self.symopts.use_cache)
             if hasattr(sm, "check"):
                 sm.check()
             self._maps_cache[path] = sm
         return sm
+
+    def profile_map(self, prof):
+        """A profile's System.map, honouring --no-cache."""
+        load = getattr(prof, "load_system_map", None)
+        if load is not None:
+            return load(cache=self.symopts.use_cache)
+        return prof.system_map() if callable(getattr(prof, "system_map", None)) else prof.system_map
 
     def _find_profile(self, vi, uts):
         try:
@@ -461,7 +534,31 @@ class Session:
             if tm is not None:
                 info.types_source = f"profile {prof.name}"
                 return tm
-        return btf_types(kernel, self.symopts.use_cache)
+        bid = info.build_id
+        if bid and bid in self._types_memo:
+            tm, info.types_source = self._types_memo[bid]
+            return tm
+        tm = btf_types(kernel, self.symopts.use_cache)
+        if bid:
+            self._types_memo[bid] = (tm, info.types_source)
+        return tm
+
+
+SAMPLE_PAGES = 16
+
+
+def image_digest(path, size: int, pages: int = SAMPLE_PAGES) -> str:
+    """A digest of the first 64 KiB (headers), ``pages`` pages spread evenly
+    over the file and its last page: a few reads, whatever the image's size."""
+    import hashlib
+
+    h = hashlib.sha256(str(size).encode())
+    offsets = [0] + [(size * i // (pages + 1)) & ~0xFFF for i in range(1, pages + 1)] + [max(size - 4096, 0)]
+    with open(path, "rb", buffering=0) as f:
+        h.update(os.pread(f.fileno(), 65536, 0))
+        for off in offsets[1:]:
+            h.update(os.pread(f.fileno(), 4096, off))
+    return h.hexdigest()[:32]
 
 
 def _check_open_args(image, events, profile, system_map, isf, phys_base, until, record_pages, host_system_map):

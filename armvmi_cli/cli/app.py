@@ -14,7 +14,7 @@ import typer
 from .. import __version__
 from . import state
 
-app = typer.Typer(
+_APP_SETTINGS = dict(
     name="armvmi",
     help="Look inside ARM64 KVM virtual machines from a dump of the host's physical memory.",
     no_args_is_help=True,
@@ -22,6 +22,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app = typer.Typer(**_APP_SETTINGS)
 
 
 def _version(value: bool):
@@ -40,7 +41,7 @@ def _root(
 
 
 # Command modules register themselves; order here is the order in --help.
-_COMMAND_MODULES = ("guest_cmds", "events_cmds", "symbols_cmds", "snapshot_cmds", "verify_cmds", "fs_cmds", "proc_cmds", "kernel_cmds", "export_cmds")
+_COMMAND_MODULES = ("guest_cmds", "events_cmds", "symbols_cmds", "snapshot_cmds", "verify_cmds", "fs_cmds", "proc_cmds", "kernel_cmds", "export_cmds", "sweep_cmds")
 
 
 def _register_all() -> None:
@@ -51,6 +52,45 @@ def _register_all() -> None:
 
 
 _register_all()
+
+
+def _command_name(info) -> str | None:
+    """The name typer gives a registered command or group (None: unknown)."""
+    from typer.models import DefaultPlaceholder
+
+    def given(v):
+        v = v.value if isinstance(v, DefaultPlaceholder) else v
+        return v if isinstance(v, str) and v else None
+
+    if given(getattr(info, "name", None)):
+        return given(info.name)
+    inner = getattr(info, "typer_instance", None)
+    if inner is not None:
+        return given(inner.info.name)
+    cb = given_cb = getattr(info, "callback", None)
+    cb = cb.value if isinstance(cb, DefaultPlaceholder) else given_cb
+    return cb.__name__.lower().replace("_", "-") if callable(cb) else None
+
+
+def _app_for(argv: list[str]):
+    """The app to run ``argv`` with: one holding only the invoked command.
+
+    typer turns every registered command's signature into click parameters
+    each time it runs (~40 commands, a few ms each); a run needs just one.
+    The one-command app has the same root callback and settings, so the
+    command's parsing, --help and errors are exactly those of the full app;
+    ``armvmi --help`` and anything unrecognised get the full app."""
+    name = next((a for a in argv if not a.startswith("-")), None)
+    if name is None:
+        return app
+    cmds = [c for c in app.registered_commands if _command_name(c) == name]
+    groups = [g for g in app.registered_groups if _command_name(g) == name]
+    if len(cmds) + len(groups) != 1:
+        return app
+    one = typer.Typer(**_APP_SETTINGS)
+    one.registered_callback = app.registered_callback
+    one.registered_commands, one.registered_groups = cmds, groups
+    return one
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--debug" in (argv if argv is not None else sys.argv[1:]):
         state.DEBUG = True
     try:
-        rc = app(args=argv, standalone_mode=False, prog_name="armvmi")
+        args = list(argv if argv is not None else sys.argv[1:])
+        rc = _app_for(args)(args=args, standalone_mode=False, prog_name="armvmi")
         code = rc if isinstance(rc, int) else 0
     except typer.Exit as e:
         code = e.exit_code

@@ -22,10 +22,13 @@ def console(stderr: bool = False):
 
 
 def warn(msg: str) -> None:
-    from rich.markup import escape
+    import os
 
-    # msg quotes memory (task names, symbols like sys_call_table[3]): never markup.
-    console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(msg)}", markup=True, highlight=False)
+    # Plain text (no rich: a piped view must not pay for importing it); msg
+    # quotes memory (task names, symbols), so it is never markup.
+    color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    head = "\x1b[33mwarning:\x1b[0m" if color else "warning:"
+    sys.stderr.write(f"{head} {msg}\n")
 
 
 def hexaddr(v) -> str | None:

@@ -122,11 +122,13 @@ def _locate(session, host_system_map) -> HostKernel:
     kernel.symbols = _host_symbols(session, kernel, vi, host_system_map, uts)
     info.banner = linux_banner(kernel, vi, uts)
     kernel.types = btf_types(kernel, session.symopts.use_cache)
+    if info.build_id:
+        session._types_memo.setdefault(info.build_id, (kernel.types, info.types_source))
     from ..symbols.resolve import KallsymsWithVmcoreinfo
 
     if isinstance(kernel.symbols, KallsymsWithVmcoreinfo) and kernel.symbols.address("init_task") is None:
         try:
-            kernel.symbols.find_init_task(kernel)
+            session.find_init_task(kernel, kernel.symbols)
         except SymbolError as e:
             info.notes.append(f"init_task not found by structure: {e}")
     page_offset = (-(1 << info.va_bits)) & 0xFFFF_FFFF_FFFF_FFFF
@@ -168,9 +170,9 @@ def _host_symbols(session, kernel, vi, host_system_map, uts=None):
             session._maps_used.add(path)
             return sm
     prof = session._find_profile(vi, uts) if not session.symopts.profile else None
-    if prof is not None and map_fits(prof.system_map, vi)[0]:
+    if prof is not None and map_fits(session.profile_map(prof), vi)[0]:
         info.symbols_source = f"profile {prof.name}"
-        return prof.system_map
+        return session.profile_map(prof)
     ks = session.kallsyms(session.memory, vi)
     info.symbols_source = f"kallsyms recovered from the image ({len(ks)} symbols)"
     return KallsymsWithVmcoreinfo(ks, vi, kernel)

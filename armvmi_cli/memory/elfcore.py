@@ -26,6 +26,11 @@ PT_LOAD = "PT_LOAD"
 PT_NOTE = "PT_NOTE"
 NT_PRSTATUS = 1
 EM_AARCH64 = "EM_AARCH64"
+ET_CORE = 4
+_ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
+_PT_NAMES = {1: PT_LOAD, 4: PT_NOTE}
+# e_machine as pyelftools spelled it (describe() shows it).
+_EM_NAMES = {3: "EM_386", 40: "EM_ARM", 62: "EM_X86_64", 183: "EM_AARCH64", 243: "EM_RISCV"}
 
 # struct elf_prstatus (arm64): pr_pid at 32, pr_reg[34] (x0..x30, sp, pc, pstate) at 112
 _PRSTATUS_PID_OFF = 32
@@ -94,20 +99,43 @@ class ElfCoreMemory(PhysicalMemory):
             raise
 
     def _segments(self):
-        from elftools.elf.elffile import ELFFile
-
-        try:
-            elf = ELFFile(self._file._f)
-            hdr = elf.header
-            if hdr["e_type"] != "ET_CORE":
-                raise ImageFormatError(f"{self.path}: ELF file of type {hdr['e_type']}, not a core dump (ET_CORE)")
-            segs = [elf.get_segment(i).header for i in range(elf.num_segments())]
-        except ImageFormatError:
-            raise
-        except Exception as e:  # pyelftools raises many kinds on garbage
-            raise ImageFormatError(f"{self.path}: corrupt ELF header: {e}") from None
-        self.machine = hdr["e_machine"]
-        self.little_endian = elf.little_endian
+        # The ELF and program headers are read with struct: a core needs only
+        # e_type/e_machine and the PT_LOAD/PT_NOTE entries, and importing
+        # pyelftools for them costs more than the rest of `armvmi ps`.
+        mm, size = self._mm, self._file.size
+        if size < 52 or mm[:4] != b"\x7fELF" or mm[4] not in (1, 2) or mm[5] not in (1, 2):
+            raise ImageFormatError(f"{self.path}: corrupt ELF header: not an ELF32/ELF64 file")
+        is64, bo = mm[4] == 2, "<" if mm[5] == 1 else ">"
+        if is64:
+            if size < 64:
+                raise ImageFormatError(f"{self.path}: corrupt ELF header: truncated")
+            e_type, e_machine = struct.unpack_from(bo + "HH", mm, 16)
+            (e_phoff,) = struct.unpack_from(bo + "Q", mm, 32)
+            e_phentsize, e_phnum = struct.unpack_from(bo + "HH", mm, 54)
+            ph_fmt, need = bo + "IIQQQQQQ", 56
+        else:
+            e_type, e_machine = struct.unpack_from(bo + "HH", mm, 16)
+            (e_phoff,) = struct.unpack_from(bo + "I", mm, 28)
+            e_phentsize, e_phnum = struct.unpack_from(bo + "HH", mm, 42)
+            ph_fmt, need = bo + "IIIIIIII", 32
+        if e_type != ET_CORE:
+            raise ImageFormatError(
+                f"{self.path}: ELF file of type {_ET_NAMES.get(e_type, e_type)}, not a core dump (ET_CORE)")
+        if e_phnum and (e_phentsize < need or e_phoff + e_phnum * e_phentsize > size):
+            raise ImageFormatError(f"{self.path}: corrupt ELF header: program headers run past the end of the file")
+        segs = []
+        for i in range(e_phnum):
+            f = struct.unpack_from(ph_fmt, mm, e_phoff + i * e_phentsize)
+            if is64:
+                p_type, _flags, off, _va, pa, filesz, memsz, _al = f
+            else:
+                p_type, off, _va, pa, filesz, memsz, _flags, _al = f
+                if pa == 2**32 - 1:
+                    pa = 2**64 - 1
+            segs.append({"p_type": _PT_NAMES.get(p_type, p_type), "p_offset": off, "p_paddr": pa,
+                         "p_filesz": filesz, "p_memsz": memsz})
+        self.machine = _EM_NAMES.get(e_machine, e_machine)
+        self.little_endian = bo == "<"
         return segs
 
     def _parse(self) -> None:

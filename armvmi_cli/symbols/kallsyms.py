@@ -469,3 +469,22 @@ def recover_kallsyms(mem, ranges=None, prefer: int | None = None) -> KallsymsTab
             f"(text ranges: {', '.join(f'{t.symbols[0][0]:#x}-{t.symbols[-1][0]:#x}' for t in tables)})"
         )
     return tables[0]
+
+
+def table_at(mem, token_table: int, rng: tuple[int, int]) -> KallsymsTable:
+    """The kallsyms table whose token table starts at ``token_table`` (a
+    location remembered from an earlier run), decoded and validated exactly
+    as :func:`find_kallsyms_tables` would, without scanning ``rng`` for it.
+    Raises :class:`SymbolError` when no valid table starts there."""
+    rng = (int(rng[0]), int(rng[1]))
+    if not rng[0] <= token_table < rng[1]:
+        raise SymbolError(f"kallsyms token table {token_table:#x} is outside {rng[0]:#x}-{rng[1]:#x}")
+    for anchor in ANCHORS:
+        for hit in scan(mem, anchor, [(token_table, min(rng[1], token_table + MAX_TOKEN_TABLE))]):
+            try:
+                table = _try_anchor(mem, hit, anchor[0], rng)
+            except (_Reject, ArmvmiError):
+                continue
+            if table.layout.token_table == token_table:
+                return table
+    raise SymbolError(f"no kallsyms table at {token_table:#x}")

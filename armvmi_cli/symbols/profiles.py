@@ -97,8 +97,12 @@ class Profile:
 
     @property
     def system_map(self) -> SystemMap:
+        return self.load_system_map()
+
+    def load_system_map(self, cache: bool = True) -> SystemMap:
+        """The profile's map; ``cache=False`` (``--no-cache``) neither reads nor writes the parse cache."""
         if self._system_map is None:
-            sm = SystemMap.load(self.system_map_path)
+            sm = SystemMap.load(self.system_map_path, cache=cache)
             sm.banner, sm.release = self.banner, self.release
             self._system_map = sm
         return self._system_map
