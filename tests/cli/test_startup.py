@@ -7,7 +7,8 @@ import json
 import subprocess
 import sys
 
-COMMANDS = ("elftools", "construct", "cramjam", "rich", "ps", "pstree", "translate", "struct", "read", "info", "symbols", "vms", "events", "profile", "snapshot", "verify", "lsof", "mounts", "psaux", "envars", "maps", "malfind", "procdump", "lsmod", "dmesg", "ebpf", "check", "extract", "pydantic", "distributed", "sweep")
+HEAVY = ("elftools", "construct", "lz4", "cramjam", "rich", "pydantic", "distributed")
+COMMANDS = ("ps", "pstree", "translate", "struct", "read", "info", "symbols", "vms", "events", "profile", "snapshot", "verify", "lsof", "mounts", "psaux", "envars", "maps", "malfind", "procdump", "lsmod", "dmesg", "ebpf", "check", "extract", "sweep")
 
 
 def _run(*args):
