@@ -169,7 +169,6 @@ def struct(
     k = s.vm(opts.vm).kernel
     addr = k.eval_address(address)
     obj = k.object(type_name, addr)
-    k.read(addr, 1)  # an object where nothing maps is no object: exit 4, not a screen of <unreadable>
     tree = format_object(k, obj, depth)
     if json:
         render.print_json(tree)

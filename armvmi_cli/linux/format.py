@@ -19,6 +19,7 @@ def format_object(kernel, obj: Object, depth: int = 1) -> dict:
         from ..errors import SymbolError
 
         raise SymbolError(f"{_tname(t)} is not a struct or union (a {getattr(t, 'kind', 'non-struct')} type)")
+    kernel.read(obj.address_, 1)  # an object where nothing maps is no object: exit 4, not a screen of <unreadable>
     hit = kernel.lookup(obj.address_)
     out = {"type": _tname(t), "address": f"{obj.address_:#x}", "symbol": f"{hit[0]}+{hit[1]:#x}" if hit else None}
     out["fields"] = _fields(kernel, obj, depth)

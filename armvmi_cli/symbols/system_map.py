@@ -106,7 +106,10 @@ class SystemMap:
     @classmethod
     def load(cls, path: str | os.PathLike, check: bool = True, cache: bool = True) -> "SystemMap":
         """Load a plain or xz/gz/bz2/zstd-compressed System.map (cached)."""
+        from ..inputs import check_input
+
         p = Path(path)
+        check_input(p, "System.map", error=SymbolError)  # before the cache digests its content: no FIFO, no /dev/zero
         entry = _cache_file(p) if cache else None
         sm = cls._from_cache(p, *entry) if entry else None
         if sm is None:

@@ -28,7 +28,9 @@ sys.path.insert(0, str(REPO / "tests"))
 def fleet(tmp_path_factory):
     """(images, extra CLI args): the sample, a corrupt image and, when the
     captures are there, the two guest dumps and a composed host."""
-    import conftest
+    # tests/conftest.py itself (other folders have a conftest module of their own)
+    conftest = next(m for m in list(sys.modules.values())
+                    if getattr(m, "__file__", None) and Path(m.__file__) == Path(__file__).parent.parent / "conftest.py")
 
     d = tmp_path_factory.mktemp("fleet")
     corrupt = d / "corrupt.img"
