@@ -17,6 +17,7 @@ node that is not a module.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import field
 
@@ -294,7 +295,16 @@ def scan_modules(kernel, space) -> list[int]:
 
 def lsmod(kernel, scan: bool = True):
     """Every module, from the ``modules`` list and the cross-views:
-    (records, problems, complete)."""
+    (records, problems, complete).  Computed once per kernel (``check`` asks
+    for it from several checks)."""
+    cache = kernel.__dict__.setdefault("_lsmod", {})
+    if scan not in cache:
+        cache[scan] = _lsmod(kernel, scan)
+    recs, problems, complete = cache[scan]
+    return [dataclasses.replace(r, seen_by=list(r.seen_by)) for r in recs], list(problems), complete
+
+
+def _lsmod(kernel, scan: bool):
     problems: list[str] = []
     complete = True
     space = module_space(kernel)
