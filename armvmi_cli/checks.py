@@ -100,7 +100,7 @@ def run_checks(session, vm_id=None, only=None) -> CheckReport:
                 continue
             _run(rep, c, vm.name, (kernel,) if c.scope == "kernel" else (session, vm))
     for c in checks:
-        if c.scope == "session":
+        if c.scope == "session" and vm_id is None:
             _run(rep, c, None, (session,))
     order = ("critical", "error", "warning", "info")
     rep.findings.sort(key=lambda f: order.index(f.severity) if f.severity in order else len(order))

@@ -120,7 +120,7 @@ def _by_structure(kernel, prefixes, native: bool):
 def syscall_tables(kernel, problems: list | None = None) -> list[SyscallTable]:
     """``sys_call_table`` (required) and ``compat_sys_call_table`` (when the
     kernel has compat support).  Raises when the native table is not found."""
-    from ..host.adrp import find_data, symbol_extent
+    from ..host.adrp import find_data, function_references, symbol_extent
 
     problems = problems if problems is not None else []
     out = []
@@ -133,7 +133,8 @@ def syscall_tables(kernel, problems: list | None = None) -> list[SyscallTable]:
             entries = _entries(kernel, a, prefixes, n if n <= MAX_SYSCALLS else None)
         else:
             a = find_data(kernel, name, functions, lambda x: _plausible(kernel, x, prefixes), chained=False)
-            how = f"code reference from {'/'.join(f for f in functions if kernel.has_symbol(f)) or '?'}"
+            by = next((f for f in functions if a is not None and a in function_references(kernel, f)), None)
+            how = f"code reference from {by}"
             if a is None:
                 a, how = _by_structure(kernel, prefixes, native=name == "sys_call_table"), "structure"
             if a is None:

@@ -187,6 +187,13 @@ def test_check_nested_host_is_clean(nested_capture, capsys):
     assert (rc, doc["findings"]) == (0, [])
 
 
+def test_check_nested_host_without_any_symbols(nested_capture, no_profiles, capsys):
+    rc, doc = _check([str(nested_capture.image)], capsys)
+    assert (rc, doc["findings"], doc["not_run"]) == (0, [], [])
+    assert any("VBAR_EL1" in c and "KPTI trampoline alias" in c for c in doc["checked"])
+    assert sum("sys_call_table (451 entries, found by code reference from do_el0_svc)" in c for c in doc["checked"]) == 2
+
+
 def test_check_jsonl_and_table(rich_capture, capsys):
     rc = main(["check", str(rich_capture.dkom_image), "--jsonl"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
