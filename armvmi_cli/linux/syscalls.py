@@ -172,6 +172,17 @@ def syscall_names(kernel, n: int) -> dict[int, str]:
     return out
 
 
+def _other_wrapper(kernel, ptr: int, meta_name: str | None) -> str | None:
+    """The wrapper's name when it is not the one ftrace's metadata recorded
+    for this slot at boot (``sys_getdents64`` -> ``__arm64_sys_getdents64``)."""
+    if not meta_name:
+        return None
+    name = kernel.lookup(ptr)[0]
+    if name in NI or name.removeprefix("__arm64_sys_") == meta_name.removeprefix("sys_"):
+        return None
+    return name
+
+
 def check_syscalls(kernel, modules=None) -> SyscallCheck:
     """Every entry of every table checked; ``modules`` (ModuleInfo list from
     lsmod, hidden ones included) names the module a hook points into."""
@@ -185,16 +196,22 @@ def check_syscalls(kernel, modules=None) -> SyscallCheck:
         res.not_run.append(str(e))
         return res
     res.not_run += problems
-    names = None
+    native = next((t for t in res.tables if t.name == "sys_call_table"), None)
+    names = syscall_names(kernel, len(native.entries)) if native is not None else {}
     for t in res.tables:
         prefixes = NATIVE if t.name == "sys_call_table" else COMPAT
         for i, ptr in enumerate(t.entries):
             if is_wrapper(kernel, ptr, prefixes):
+                other = _other_wrapper(kernel, ptr, names.get(i)) if t is native else None
+                if other is None:
+                    continue
+                ev = {"table": t.name, "table_address": f"{t.address:#x}", "index": i, "target": f"{ptr:#x}",
+                      "syscall": names[i], "symbol": other,
+                      "message": f"{t.name}[{i}] ({names[i]}) = {ptr:#x} points at {other}, another syscall's wrapper"}
+                res.hooks.append(ev)
                 continue
-            if names is None:
-                names = syscall_names(kernel, len(t.entries)) if t.name == "sys_call_table" else {}
             ev = {"table": t.name, "table_address": f"{t.address:#x}", "index": i, "target": f"{ptr:#x}"}
-            if t.name == "sys_call_table" and i in names:
+            if t is native and i in names:
                 ev["syscall"] = names[i]
             hit = kernel.lookup(ptr)
             lo, hi = _text(kernel)
