@@ -151,22 +151,41 @@ def syscall_tables(kernel, problems: list | None = None) -> list[SyscallTable]:
 
 def syscall_names(kernel, n: int) -> dict[int, str]:
     """nr -> syscall name from ftrace's ``syscalls_metadata`` (CONFIG_FTRACE_SYSCALLS:
-    an array by nr the kernel filled from the clean table at boot); {} when absent."""
+    an array by nr the kernel filled from the clean table at boot; found by
+    symbol or from ``get_syscall_name``'s code); {} when absent."""
+    from ..host.adrp import find_data
     from ..memory.scan import read_cstring
 
-    if not kernel.has_symbol("syscalls_metadata"):
+    if not kernel.types or kernel.types.get("syscall_metadata") is None:
+        return {}
+    name_off, nr_off = kernel.offsetof("syscall_metadata", "name"), kernel.offsetof("syscall_metadata", "syscall_nr")
+
+    def entries(arr):
+        raw = kernel.read(arr, 8 * n)
+        return [int.from_bytes(raw[8 * i : 8 * i + 8], "little") for i in range(n)]
+
+    def valid(a):  # an array of metadata each naming its own slot
+        arr = kernel.read_u64(a)
+        if arr < 1 << 63:
+            return False
+        ok = 0
+        for i, p in enumerate(entries(arr)[:64]):
+            if p and int.from_bytes(kernel.read(p + nr_off, 4), "little", signed=True) == i:
+                ok += 1
+        return ok >= 16
+
+    a = find_data(kernel, "syscalls_metadata", ("get_syscall_name", "ftrace_syscall_enter", "print_syscall_enter"), valid)
+    if a is None:
         return {}
     out = {}
     try:
-        arr = kernel.read_u64(kernel.symbol("syscalls_metadata"))
-        raw = kernel.read(arr, 8 * n) if arr else b""
+        ptrs = entries(kernel.read_u64(a))
     except ArmvmiError:
         return {}
-    for i in range(len(raw) // 8):
-        p = int.from_bytes(raw[8 * i : 8 * i + 8], "little")
+    for i, p in enumerate(ptrs):
         try:
-            if p:
-                out[i] = read_cstring(kernel.vmem, int(kernel.object("syscall_metadata", p).name), 64).decode("utf-8", "replace")
+            if p and int.from_bytes(kernel.read(p + nr_off, 4), "little", signed=True) == i:
+                out[i] = read_cstring(kernel.vmem, kernel.read_u64(p + name_off), 64).decode("utf-8", "replace")
         except ArmvmiError:
             continue
     return out

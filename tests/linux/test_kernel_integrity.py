@@ -156,8 +156,9 @@ def test_check_tampered_copy_has_exactly_the_three_findings(rich_capture, no_map
     assert ev["hidden-process"]["task_struct"] == t["hide_process"]["task_struct_va"]
     assert (ev["hidden-module"]["name"], ev["hidden-module"]["module"]) == (t["hide_module"]["name"], t["hide_module"]["struct_module_va"])
     sh = t["syscall_hook"]
-    assert (ev["syscall-hook"]["index"], ev["syscall-hook"]["target"], ev["syscall-hook"]["module"]) == (
-        sh["nr"], sh["new_value"], sh["new_symbol_module"])
+    assert (ev["syscall-hook"]["index"], ev["syscall-hook"]["target"], ev["syscall-hook"]["module"], ev["syscall-hook"]["symbol"],
+            ev["syscall-hook"]["syscall"]) == (sh["nr"], sh["new_value"], sh["new_symbol_module"], sh["new_symbol"],
+                                                sh["syscall"].removeprefix("__arm64_"))
     # a plain guest dump has no vCPU system registers: said, not skipped silently
     assert [(n["check"], n["vm"]) for n in doc["not_run"]] == [("vector-hook", "guest")]
 

@@ -122,15 +122,20 @@ def test_vbar_patched_in_saved_vcpu_registers_is_a_finding(nested_capture, tmp_p
         ("vector-hook", "critical", f"{evil:#x}", 0)]
 
 
-def test_entry_redirected_to_another_syscalls_wrapper(rich_copy, rich_capture, capsys):
-    """With ftrace's syscall metadata (System.map), an entry swapped for another
-    real wrapper is a hook too: the metadata recorded at boot which one belongs there."""
+@pytest.mark.parametrize("no_map", [False, True], ids=["system_map", "kallsyms_only"])
+def test_entry_redirected_to_another_syscalls_wrapper(rich_copy, rich_capture, capsys, no_map, monkeypatch):
+    """ftrace's syscall metadata records at boot which wrapper belongs in each slot,
+    so an entry swapped for another real wrapper is a hook too."""
     path, k = rich_copy
+    if no_map:
+        import armvmi_cli.symbols.profiles as profiles
+
+        monkeypatch.setattr(profiles, "find_profiles", lambda dirs=None: [])
     sh = rich_capture.tamper["syscall_hook"]
     slot = int(sh["table_va"], 16) + 8 * sh["nr"]
     read = k.symbol("__arm64_sys_read")
     _patch_u64(path, k.vmem.translate(slot), read)
-    rc = main(["check", str(path), "-m", str(rich_capture.system_map), "--check", "syscall-hook", "--json"])
+    rc = main(["check", str(path), *([] if no_map else ["-m", str(rich_capture.system_map)]), "--check", "syscall-hook", "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert rc == 1
     assert [(f["kind"], f["evidence"]["index"], f["evidence"]["syscall"], f["evidence"]["symbol"]) for f in doc["findings"]] == [
