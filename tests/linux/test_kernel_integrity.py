@@ -13,12 +13,22 @@ import armvmi_cli
 from armvmi_cli.cli.app import main
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One armvmi cache for this module (a temporary one; the cold path is tests/core's)."""
+    return tmp_path_factory.mktemp("armvmi-cache")
+
+
+@pytest.fixture(autouse=True)
+def _cache(monkeypatch, shared_cache):
+    monkeypatch.setenv("ARMVMI_CACHE", str(shared_cache))
+
+
 @pytest.fixture
-def no_profiles(monkeypatch, tmp_path):
+def no_profiles(monkeypatch):
     """Neither System.map nor profile: kallsyms (functions only), BTF and VMCOREINFO from the image."""
     import armvmi_cli.symbols.profiles as profiles
 
-    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(profiles, "find_profiles", lambda dirs=None: [])
 
 
@@ -213,3 +223,17 @@ def test_check_registry_takes_one_line(rich_capture, capsys, monkeypatch):
     rc, doc = _check([str(rich_capture.image), "--check", "always"], capsys)
     assert rc == 1 and [(f["kind"], f["vm"]) for f in doc["findings"]] == [("test-kind", "guest")]
     assert main(["check", str(rich_capture.image), "--check", "nope"]) == 2
+
+
+def test_bpf_idr_walk_is_the_pid_idr_walk(rich_capture, no_profiles):
+    """The captures load no BPF, so the walk ebpf uses is checked on the one IDR
+    whose contents the ground truth knows: init_pid_ns.idr holds one struct pid per thread."""
+    from armvmi_cli.linux.bpf import _idr_objects
+    from armvmi_cli.linux.pid import init_pid_ns
+
+    k = _kernel(rich_capture.image)
+    ns = init_pid_ns(k)
+    problems = []
+    pids = [k.object("pid", p).numbers[0].nr for p in _idr_objects(k, ns.address_ + ns.offsetof_("idr"), problems)]
+    tids = sorted(t for task in rich_capture.ground_truth["tasks"] for t in task["threads"])
+    assert not problems and sorted(pids) == tids
