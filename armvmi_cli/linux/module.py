@@ -325,6 +325,7 @@ def _lsmod(kernel, scan: bool):
         tp: list[str] = []
         views["mod_tree"] = [m for m in tree_modules(kernel, tree, tp) if m]
         problems += tp
+        complete = complete and not tp
         hints += views["mod_tree"]
     head = None
     try:
@@ -335,7 +336,7 @@ def _lsmod(kernel, scan: bool):
     if head is not None:
         views["module_list"] = module_list(kernel, head, walk, space)
         problems += [f"modules list: {p}" for p in walk.problems]
-        complete = walk.complete
+        complete = complete and walk.complete
     else:
         complete = False
         problems.append("modules list head not found (no symbol, no code reference, no module to follow)")
@@ -348,6 +349,7 @@ def _lsmod(kernel, scan: bool):
         kw = ListWalk()
         views["module_kset"] = kset_modules(kernel, ks, kw)
         problems += [f"module_kset list: {p}" for p in kw.problems]
+        complete = complete and kw.complete
     for v in VIEWS:
         if v not in views and not (v == "memory_scan" and not scan):
             problems.append(f"{v}: not available on this kernel")
@@ -367,6 +369,11 @@ def _lsmod(kernel, scan: bool):
         if m not in listed:
             if not is_module(kernel, m, space):
                 problems.append(f"{', '.join(seen)}: {m:#x} is not a valid struct module")
+                continue
+            if seen == ["memory_scan"] and info.state == "Unformed":
+                # free_module() marks a module UNFORMED before vfree(); lazily
+                # unmapped vmalloc pages can still hold it: a remnant, not a hidden module.
+                problems.append(f"memory scan: remnant of an unloaded module {info.name} at {m:#x} (state Unformed)")
                 continue
             info.hidden = head is not None and walk.complete
         info.seen_by = seen
