@@ -203,7 +203,10 @@ def kernel_log(kernel):
 def dmesg_view(kernel):
     from ..view import ViewResult
 
-    recs, problems, complete = kernel_log(kernel)
+    try:
+        recs, problems, complete = kernel_log(kernel)
+    except ArmvmiError as e:  # one VM's unreadable log must not hide the others'
+        return ViewResult(problems=[f"kernel log not readable: {e}"], complete=False)
     return ViewResult(records=recs, problems=problems, complete=complete)
 
 
