@@ -183,7 +183,7 @@ def vector_hooks(session, vm) -> Outcome:
     if kvm is None and vm.stage2 is not None:
         kvm = _kvm_for(session, vm)
     if kvm is None:
-        why = ("a plain guest dump holds no vCPU system registers (its ELF notes carry NT_PRSTATUS only)"
+        why = (f"a plain guest dump holds no vCPU system registers ({_notes(session)})"
                if vm.stage2 is None else "the VM's struct kvm was not found in host memory")
         return Outcome(not_run=[f"VBAR_EL1 not available: {why}"])
     from .host.kernel import host_kernel
@@ -212,6 +212,16 @@ def vector_hooks(session, vm) -> Outcome:
         else:
             out.checked.append(f"vCPU {v.idx}: VBAR_EL1 {vbar:#x} is {what}")
     return out
+
+
+def _notes(session) -> str:
+    """What CPU state the image itself carries, for the could-not-run reason."""
+    notes = getattr(session.memory, "notes", None)
+    if notes is None:
+        return "the image format carries no CPU registers"
+    kinds = sorted({"NT_PRSTATUS" if (n, t) == ("CORE", 1) else "NT_PRFPREG" if (n, t) == ("CORE", 2) else f"{n}/{t:#x}"
+                    for n, t, _ in notes})
+    return f"its ELF notes: {', '.join(kinds) or 'none'}; none holds VBAR_EL1"
 
 
 def _kvm_for(session, vm):
