@@ -73,23 +73,37 @@ def module_info(kernel, mod) -> ModuleInfo:
 def module_space(kernel) -> list[tuple[int, int]]:
     """Where module memory can be: VMCOREINFO's MODULES_VADDR..MODULES_END and,
     with KASLR, the window module_alloc randomises within (arm64: within 4 GiB
-    below the kernel's end, with a 2 GiB PLT fallback either side)."""
+    below the kernel's end, with a 2 GiB PLT fallback either side) -- never
+    below the module/vmalloc area (the linear map is not module memory)."""
     out = []
     vi = getattr(kernel, "vmcoreinfo", None)
     raw = getattr(vi, "raw", {}) if vi is not None else {}
+
+    def number(key):
+        try:
+            return int(raw[f"NUMBER({key})"], 0)
+        except (KeyError, ValueError):
+            return None
+
+    lo, hi = number("MODULES_VADDR"), number("MODULES_END")
+    if lo is not None and hi is not None and lo < hi:
+        out.append((lo, hi))
+    floor = lo if lo is not None else number("VMALLOC_START")
+    if floor is None:  # arm64: modules and vmalloc live in the upper half of the kernel VA space
+        floor = (1 << 64) - (1 << (kernel.info.va_bits - 1))
     try:
-        lo, hi = int(raw["NUMBER(MODULES_VADDR)"], 0), int(raw["NUMBER(MODULES_END)"], 0)
-        if lo < hi:
-            out.append((lo, hi))
-    except (KeyError, ValueError):
-        pass
-    try:
-        stext, end = kernel.symbol("_stext"), kernel.symbol("_end") if kernel.has_symbol("_end") else kernel.symbol("_etext")
+        stext = kernel.symbol("_stext")
+        end = kernel.symbol("_end") if kernel.has_symbol("_end") else kernel.symbol("_etext")
     except ArmvmiError:
         return out
-    lo = max(end - 6 * GiB, 1 << 63)
-    out += [(lo, stext), (end, min(end + 2 * GiB, (1 << 64) - 1))]
-    return out
+    out += [(max(end - 6 * GiB, floor), stext), (end, min(end + 2 * GiB, (1 << 64) - 1))]
+    merged: list[list[int]] = []
+    for a, b in sorted(r for r in out if r[0] < r[1]):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged]
 
 
 def _in(space, va: int) -> bool:
@@ -270,8 +284,11 @@ def tree_modules(kernel, root: int, problems: list) -> list[int]:
 
 def scan_modules(kernel, space) -> list[int]:
     """``struct module`` candidates anywhere in mapped module memory, by
-    structure: the one self-reference every module has (``mkobj.mod``)
-    found with a fast pass, then :func:`is_module`."""
+    structure: the one self-reference every module has (``mkobj.mod`` holds
+    the structure's own address, ``back`` bytes before it), found by searching
+    each page for qwords whose upper 48 bits are the page's, then :func:`is_module`."""
+    import re
+
     back = kernel.offsetof("module", "mkobj") + kernel.offsetof("module_kobject", "mod")
     stext = kernel.symbol("_stext") if kernel.has_symbol("_stext") else None
     out = []
@@ -283,12 +300,16 @@ def scan_modules(kernel, space) -> list[int]:
                 buf = kernel.read(m.va, m.size)
             except ArmvmiError:
                 continue
-            q = struct.unpack(f"<{len(buf) // 8}Q", buf)
-            step = back // 8
-            for i in range(len(q) - step):
-                if q[i + step] == m.va + 8 * i:
-                    a = m.va + 8 * i
-                    if is_module(kernel, a, space) and a not in out:
+            # the structure may start in the page before (or 64 KiB region before) this one
+            highs = {((m.va + off) >> 16).to_bytes(6, "little") for off in (-back, 0, m.size - 1)}
+            for high in highs:
+                for hit in re.finditer(b"(?=" + re.escape(high) + b")", buf):  # overlapping: no hit hides another
+                    pos = hit.start() - 2
+                    if pos < 0 or pos % 8:
+                        continue
+                    here = m.va + pos
+                    a = int.from_bytes(buf[pos : pos + 8], "little")
+                    if a == here - back and a not in out and is_module(kernel, a, space):
                         out.append(a)
     return out
 
