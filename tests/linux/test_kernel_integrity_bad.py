@@ -140,3 +140,22 @@ def test_entry_redirected_to_another_syscalls_wrapper(rich_copy, rich_capture, c
     assert rc == 1
     assert [(f["kind"], f["evidence"]["index"], f["evidence"]["syscall"], f["evidence"]["symbol"]) for f in doc["findings"]] == [
         ("syscall-hook", sh["nr"], "sys_getdents64", "__arm64_sys_read")]
+
+
+def test_module_unlinked_from_the_list_and_sysfs_is_still_seen(rich_capture, tmp_path, monkeypatch, capsys):
+    """The DKOM copy, with nlmon's kobject also unlinked from module_kset: the
+    address tree and the memory scan still see it."""
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "dkom.elf"
+    shutil.copyfile(rich_capture.dkom_image, path)
+    path.chmod(0o644)
+    k = armvmi_cli.open(path, system_map=rich_capture.system_map).vm().kernel
+    mod = int(rich_capture.tamper["hide_module"]["struct_module_va"], 16)
+    entry = mod + k.offsetof("module", "mkobj") + k.offsetof("module_kobject", "kobj") + k.offsetof("kobject", "entry")
+    nxt, prv = k.read_u64(entry), k.read_u64(entry + 8)
+    _patch_u64(path, k.vmem.translate(prv), nxt)
+    _patch_u64(path, k.vmem.translate(nxt + 8), prv)
+    rc = main(["lsmod", str(path), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    assert [(m["name"], m["seen_by"]) for m in doc["vms"][0]["modules"] if m["hidden"]] == [("nlmon", ["mod_tree", "memory_scan"])]
