@@ -82,12 +82,15 @@ def run_checks(session, vm_id=None, only=None) -> CheckReport:
     ``vm_id`` selects (default: all, plus the host on a host image)."""
     rep = CheckReport()
     checks = [c for c in CHECKS if only is None or c.name in only]
-    targets = list(session.select(vm_id)) if vm_id is None or str(vm_id) != "host" else []
-    if (vm_id is None and is_host_image(session)) or (vm_id is not None and str(vm_id) == "host"):
-        try:
-            targets.append(session.vm("host"))
-        except ArmvmiError as e:
-            rep.not_run.append(NotRun("*", "host", f"host kernel not readable: {e}"))
+    if vm_id is not None and str(vm_id) == "host":
+        targets = [session.vm("host")]  # asked for: not being there is the user's error
+    else:
+        targets = list(session.select(vm_id))
+        if vm_id is None and is_host_image(session):
+            try:
+                targets.append(session.vm("host"))
+            except ArmvmiError as e:
+                rep.not_run.append(NotRun("*", "host", f"host kernel not readable: {e}"))
     for vm in targets:
         rep.targets.append(vm.name)
         try:

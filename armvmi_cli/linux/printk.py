@@ -43,8 +43,10 @@ class LogRecord:
 
     @property
     def raw(self) -> str:
-        """The line as ``dmesg -r`` / klogctl print it: ``<prio>[  secs.usecs] text``."""
-        return f"<{self.facility << 3 | self.level}>[{self.ts_nsec // 10**9:5d}.{self.ts_nsec % 10**9 // 1000:06d}] {self.text}"
+        """The line as ``dmesg -r`` / klogctl print it: ``<prio>[  secs.usecs] text``
+        (a multi-line record: each line with the prefix, as the kernel's syslog output)."""
+        prefix = f"<{self.facility << 3 | self.level}>[{self.ts_nsec // 10**9:5d}.{self.ts_nsec % 10**9 // 1000:06d}] "
+        return "\n".join(prefix + line for line in self.text.split("\n"))
 
 
 def _caller(cid: int) -> str:

@@ -237,3 +237,8 @@ def test_bpf_idr_walk_is_the_pid_idr_walk(rich_capture, no_profiles):
     pids = [k.object("pid", p).numbers[0].nr for p in _idr_objects(k, ns.address_ + ns.offsetof_("idr"), problems)]
     tids = sorted(t for task in rich_capture.ground_truth["tasks"] for t in task["threads"])
     assert not problems and sorted(pids) == tids
+
+
+def test_check_vm_host_on_a_plain_guest_dump_is_a_usage_error(rich_capture, capsys):
+    assert main(["check", str(rich_capture.image), "--vm", "host"]) == 2
+    assert "no host kernel" in capsys.readouterr().err

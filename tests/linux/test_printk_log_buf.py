@@ -83,3 +83,10 @@ def test_corrupt_length_ends_with_a_warning():
 def test_corrupt_indices_are_an_error():
     with pytest.raises(ArmvmiError, match="corrupt"):
         log_buf_records(FakeKernel(b"\0" * LEN, first=LEN + 8, nxt=0), [])
+
+
+def test_multiline_record_prints_each_line_with_the_prefix():
+    from armvmi_cli.linux.printk import LogRecord
+
+    r = LogRecord(seq=1, ts=1.5, level=6, facility=0, caller="T1", text="first\nsecond", ts_nsec=1_500_000_000)
+    assert r.raw.splitlines() == ["<6>[    1.500000] first", "<6>[    1.500000] second"]
