@@ -82,12 +82,15 @@ def run_checks(session, vm_id=None, only=None) -> CheckReport:
     ``vm_id`` selects (default: all, plus the host on a host image)."""
     rep = CheckReport()
     checks = [c for c in CHECKS if only is None or c.name in only]
-    targets = list(session.select(vm_id)) if vm_id is None or str(vm_id) != "host" else []
-    if (vm_id is None and is_host_image(session)) or (vm_id is not None and str(vm_id) == "host"):
-        try:
-            targets.append(session.vm("host"))
-        except ArmvmiError as e:
-            rep.not_run.append(NotRun("*", "host", f"host kernel not readable: {e}"))
+    if vm_id is not None and str(vm_id) == "host":
+        targets = [session.vm("host")]  # asked for: not being there is the user's error
+    else:
+        targets = list(session.select(vm_id))
+        if vm_id is None and is_host_image(session):
+            try:
+                targets.append(session.vm("host"))
+            except ArmvmiError as e:
+                rep.not_run.append(NotRun("*", "host", f"host kernel not readable: {e}"))
     for vm in targets:
         rep.targets.append(vm.name)
         try:
@@ -100,7 +103,7 @@ def run_checks(session, vm_id=None, only=None) -> CheckReport:
                 continue
             _run(rep, c, vm.name, (kernel,) if c.scope == "kernel" else (session, vm))
     for c in checks:
-        if c.scope == "session":
+        if c.scope == "session" and vm_id is None:
             _run(rep, c, None, (session,))
     order = ("critical", "error", "warning", "info")
     rep.findings.sort(key=lambda f: order.index(f.severity) if f.severity in order else len(order))
@@ -183,7 +186,7 @@ def vector_hooks(session, vm) -> Outcome:
     if kvm is None and vm.stage2 is not None:
         kvm = _kvm_for(session, vm)
     if kvm is None:
-        why = ("a plain guest dump holds no vCPU system registers (its ELF notes carry NT_PRSTATUS only)"
+        why = (f"a plain guest dump holds no vCPU system registers ({_notes(session)})"
                if vm.stage2 is None else "the VM's struct kvm was not found in host memory")
         return Outcome(not_run=[f"VBAR_EL1 not available: {why}"])
     from .host.kernel import host_kernel
@@ -212,6 +215,16 @@ def vector_hooks(session, vm) -> Outcome:
         else:
             out.checked.append(f"vCPU {v.idx}: VBAR_EL1 {vbar:#x} is {what}")
     return out
+
+
+def _notes(session) -> str:
+    """What CPU state the image itself carries, for the could-not-run reason."""
+    notes = getattr(session.memory, "notes", None)
+    if notes is None:
+        return "the image format carries no CPU registers"
+    kinds = sorted({"NT_PRSTATUS" if (n, t) == ("CORE", 1) else "NT_PRFPREG" if (n, t) == ("CORE", 2) else f"{n}/{t:#x}"
+                    for n, t, _ in notes})
+    return f"its ELF notes: {', '.join(kinds) or 'none'}; none holds VBAR_EL1"
 
 
 def _kvm_for(session, vm):

@@ -94,6 +94,6 @@ def find_data(kernel, name: str, functions, valid, chained: bool = True):
             try:
                 if valid(a):
                     return a
-            except ArmvmiError:
+            except (ArmvmiError, AttributeError, IndexError, ValueError):  # garbage read as a structure
                 continue
     return None

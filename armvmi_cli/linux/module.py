@@ -17,6 +17,7 @@ node that is not a module.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import field
 
@@ -72,23 +73,37 @@ def module_info(kernel, mod) -> ModuleInfo:
 def module_space(kernel) -> list[tuple[int, int]]:
     """Where module memory can be: VMCOREINFO's MODULES_VADDR..MODULES_END and,
     with KASLR, the window module_alloc randomises within (arm64: within 4 GiB
-    below the kernel's end, with a 2 GiB PLT fallback either side)."""
+    below the kernel's end, with a 2 GiB PLT fallback either side) -- never
+    below the module/vmalloc area (the linear map is not module memory)."""
     out = []
     vi = getattr(kernel, "vmcoreinfo", None)
     raw = getattr(vi, "raw", {}) if vi is not None else {}
+
+    def number(key):
+        try:
+            return int(raw[f"NUMBER({key})"], 0)
+        except (KeyError, ValueError):
+            return None
+
+    lo, hi = number("MODULES_VADDR"), number("MODULES_END")
+    if lo is not None and hi is not None and lo < hi:
+        out.append((lo, hi))
+    floor = lo if lo is not None else number("VMALLOC_START")
+    if floor is None:  # arm64: modules and vmalloc live in the upper half of the kernel VA space
+        floor = (1 << 64) - (1 << (kernel.info.va_bits - 1))
     try:
-        lo, hi = int(raw["NUMBER(MODULES_VADDR)"], 0), int(raw["NUMBER(MODULES_END)"], 0)
-        if lo < hi:
-            out.append((lo, hi))
-    except (KeyError, ValueError):
-        pass
-    try:
-        stext, end = kernel.symbol("_stext"), kernel.symbol("_end") if kernel.has_symbol("_end") else kernel.symbol("_etext")
+        stext = kernel.symbol("_stext")
+        end = kernel.symbol("_end") if kernel.has_symbol("_end") else kernel.symbol("_etext")
     except ArmvmiError:
         return out
-    lo = max(end - 6 * GiB, 1 << 63)
-    out += [(lo, stext), (end, min(end + 2 * GiB, (1 << 64) - 1))]
-    return out
+    out += [(max(end - 6 * GiB, floor), stext), (end, min(end + 2 * GiB, (1 << 64) - 1))]
+    merged: list[list[int]] = []
+    for a, b in sorted(r for r in out if r[0] < r[1]):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged]
 
 
 def _in(space, va: int) -> bool:
@@ -269,8 +284,11 @@ def tree_modules(kernel, root: int, problems: list) -> list[int]:
 
 def scan_modules(kernel, space) -> list[int]:
     """``struct module`` candidates anywhere in mapped module memory, by
-    structure: the one self-reference every module has (``mkobj.mod``)
-    found with a fast pass, then :func:`is_module`."""
+    structure: the one self-reference every module has (``mkobj.mod`` holds
+    the structure's own address, ``back`` bytes before it), found by searching
+    each page for qwords whose upper 48 bits are the page's, then :func:`is_module`."""
+    import re
+
     back = kernel.offsetof("module", "mkobj") + kernel.offsetof("module_kobject", "mod")
     stext = kernel.symbol("_stext") if kernel.has_symbol("_stext") else None
     out = []
@@ -282,19 +300,32 @@ def scan_modules(kernel, space) -> list[int]:
                 buf = kernel.read(m.va, m.size)
             except ArmvmiError:
                 continue
-            q = struct.unpack(f"<{len(buf) // 8}Q", buf)
-            step = back // 8
-            for i in range(len(q) - step):
-                if q[i + step] == m.va + 8 * i:
-                    a = m.va + 8 * i
-                    if is_module(kernel, a, space) and a not in out:
+            # the structure may start in the page before (or 64 KiB region before) this one
+            highs = {((m.va + off) >> 16).to_bytes(6, "little") for off in (-back, 0, m.size - 1)}
+            for high in highs:
+                for hit in re.finditer(b"(?=" + re.escape(high) + b")", buf):  # overlapping: no hit hides another
+                    pos = hit.start() - 2
+                    if pos < 0 or pos % 8:
+                        continue
+                    here = m.va + pos
+                    a = int.from_bytes(buf[pos : pos + 8], "little")
+                    if a == here - back and a not in out and is_module(kernel, a, space):
                         out.append(a)
     return out
 
 
 def lsmod(kernel, scan: bool = True):
     """Every module, from the ``modules`` list and the cross-views:
-    (records, problems, complete)."""
+    (records, problems, complete).  Computed once per kernel (``check`` asks
+    for it from several checks)."""
+    cache = kernel.__dict__.setdefault("_lsmod", {})
+    if scan not in cache:
+        cache[scan] = _lsmod(kernel, scan)
+    recs, problems, complete = cache[scan]
+    return [dataclasses.replace(r, seen_by=list(r.seen_by)) for r in recs], list(problems), complete
+
+
+def _lsmod(kernel, scan: bool):
     problems: list[str] = []
     complete = True
     space = module_space(kernel)
@@ -315,6 +346,7 @@ def lsmod(kernel, scan: bool = True):
         tp: list[str] = []
         views["mod_tree"] = [m for m in tree_modules(kernel, tree, tp) if m]
         problems += tp
+        complete = complete and not tp
         hints += views["mod_tree"]
     head = None
     try:
@@ -325,7 +357,7 @@ def lsmod(kernel, scan: bool = True):
     if head is not None:
         views["module_list"] = module_list(kernel, head, walk, space)
         problems += [f"modules list: {p}" for p in walk.problems]
-        complete = walk.complete
+        complete = complete and walk.complete
     else:
         complete = False
         problems.append("modules list head not found (no symbol, no code reference, no module to follow)")
@@ -338,6 +370,7 @@ def lsmod(kernel, scan: bool = True):
         kw = ListWalk()
         views["module_kset"] = kset_modules(kernel, ks, kw)
         problems += [f"module_kset list: {p}" for p in kw.problems]
+        complete = complete and kw.complete
     for v in VIEWS:
         if v not in views and not (v == "memory_scan" and not scan):
             problems.append(f"{v}: not available on this kernel")
@@ -357,6 +390,11 @@ def lsmod(kernel, scan: bool = True):
         if m not in listed:
             if not is_module(kernel, m, space):
                 problems.append(f"{', '.join(seen)}: {m:#x} is not a valid struct module")
+                continue
+            if seen == ["memory_scan"] and info.state == "Unformed":
+                # free_module() marks a module UNFORMED before vfree(); lazily
+                # unmapped vmalloc pages can still hold it: a remnant, not a hidden module.
+                problems.append(f"memory scan: remnant of an unloaded module {info.name} at {m:#x} (state Unformed)")
                 continue
             info.hidden = head is not None and walk.complete
         info.seen_by = seen

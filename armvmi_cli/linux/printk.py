@@ -43,8 +43,10 @@ class LogRecord:
 
     @property
     def raw(self) -> str:
-        """The line as ``dmesg -r`` / klogctl print it: ``<prio>[  secs.usecs] text``."""
-        return f"<{self.facility << 3 | self.level}>[{self.ts_nsec // 10**9:5d}.{self.ts_nsec % 10**9 // 1000:06d}] {self.text}"
+        """The line as ``dmesg -r`` / klogctl print it: ``<prio>[  secs.usecs] text``
+        (a multi-line record: each line with the prefix, as the kernel's syslog output)."""
+        prefix = f"<{self.facility << 3 | self.level}>[{self.ts_nsec // 10**9:5d}.{self.ts_nsec % 10**9 // 1000:06d}] "
+        return "\n".join(prefix + line for line in self.text.split("\n"))
 
 
 def _caller(cid: int) -> str:
@@ -203,7 +205,10 @@ def kernel_log(kernel):
 def dmesg_view(kernel):
     from ..view import ViewResult
 
-    recs, problems, complete = kernel_log(kernel)
+    try:
+        recs, problems, complete = kernel_log(kernel)
+    except ArmvmiError as e:  # one VM's unreadable log must not hide the others'
+        return ViewResult(problems=[f"kernel log not readable: {e}"], complete=False)
     return ViewResult(records=recs, problems=problems, complete=complete)
 
 

@@ -120,7 +120,7 @@ def _by_structure(kernel, prefixes, native: bool):
 def syscall_tables(kernel, problems: list | None = None) -> list[SyscallTable]:
     """``sys_call_table`` (required) and ``compat_sys_call_table`` (when the
     kernel has compat support).  Raises when the native table is not found."""
-    from ..host.adrp import find_data, symbol_extent
+    from ..host.adrp import find_data, function_references, symbol_extent
 
     problems = problems if problems is not None else []
     out = []
@@ -133,7 +133,8 @@ def syscall_tables(kernel, problems: list | None = None) -> list[SyscallTable]:
             entries = _entries(kernel, a, prefixes, n if n <= MAX_SYSCALLS else None)
         else:
             a = find_data(kernel, name, functions, lambda x: _plausible(kernel, x, prefixes), chained=False)
-            how = f"code reference from {'/'.join(f for f in functions if kernel.has_symbol(f)) or '?'}"
+            by = next((f for f in functions if a is not None and a in function_references(kernel, f)), None)
+            how = f"code reference from {by}"
             if a is None:
                 a, how = _by_structure(kernel, prefixes, native=name == "sys_call_table"), "structure"
             if a is None:
@@ -150,25 +151,55 @@ def syscall_tables(kernel, problems: list | None = None) -> list[SyscallTable]:
 
 def syscall_names(kernel, n: int) -> dict[int, str]:
     """nr -> syscall name from ftrace's ``syscalls_metadata`` (CONFIG_FTRACE_SYSCALLS:
-    an array by nr the kernel filled from the clean table at boot); {} when absent."""
+    an array by nr the kernel filled from the clean table at boot; found by
+    symbol or from ``get_syscall_name``'s code); {} when absent."""
+    from ..host.adrp import find_data
     from ..memory.scan import read_cstring
 
-    if not kernel.has_symbol("syscalls_metadata"):
+    if not kernel.types or kernel.types.get("syscall_metadata") is None:
+        return {}
+    name_off, nr_off = kernel.offsetof("syscall_metadata", "name"), kernel.offsetof("syscall_metadata", "syscall_nr")
+
+    def entries(arr):
+        raw = kernel.read(arr, 8 * n)
+        return [int.from_bytes(raw[8 * i : 8 * i + 8], "little") for i in range(n)]
+
+    def valid(a):  # an array of metadata each naming its own slot
+        arr = kernel.read_u64(a)
+        if arr < 1 << 63:
+            return False
+        ok = 0
+        for i, p in enumerate(entries(arr)[:64]):
+            if p and int.from_bytes(kernel.read(p + nr_off, 4), "little", signed=True) == i:
+                ok += 1
+        return ok >= 16
+
+    a = find_data(kernel, "syscalls_metadata", ("get_syscall_name", "ftrace_syscall_enter", "print_syscall_enter"), valid)
+    if a is None:
         return {}
     out = {}
     try:
-        arr = kernel.read_u64(kernel.symbol("syscalls_metadata"))
-        raw = kernel.read(arr, 8 * n) if arr else b""
+        ptrs = entries(kernel.read_u64(a))
     except ArmvmiError:
         return {}
-    for i in range(len(raw) // 8):
-        p = int.from_bytes(raw[8 * i : 8 * i + 8], "little")
+    for i, p in enumerate(ptrs):
         try:
-            if p:
-                out[i] = read_cstring(kernel.vmem, int(kernel.object("syscall_metadata", p).name), 64).decode("utf-8", "replace")
+            if p and int.from_bytes(kernel.read(p + nr_off, 4), "little", signed=True) == i:
+                out[i] = read_cstring(kernel.vmem, kernel.read_u64(p + name_off), 64).decode("utf-8", "replace")
         except ArmvmiError:
             continue
     return out
+
+
+def _other_wrapper(kernel, ptr: int, meta_name: str | None) -> str | None:
+    """The wrapper's name when it is not the one ftrace's metadata recorded
+    for this slot at boot (``sys_getdents64`` -> ``__arm64_sys_getdents64``)."""
+    if not meta_name:
+        return None
+    name = kernel.lookup(ptr)[0]
+    if name in NI or name.removeprefix("__arm64_sys_") == meta_name.removeprefix("sys_"):
+        return None
+    return name
 
 
 def check_syscalls(kernel, modules=None) -> SyscallCheck:
@@ -184,16 +215,22 @@ def check_syscalls(kernel, modules=None) -> SyscallCheck:
         res.not_run.append(str(e))
         return res
     res.not_run += problems
-    names = None
+    native = next((t for t in res.tables if t.name == "sys_call_table"), None)
+    names = syscall_names(kernel, len(native.entries)) if native is not None else {}
     for t in res.tables:
         prefixes = NATIVE if t.name == "sys_call_table" else COMPAT
         for i, ptr in enumerate(t.entries):
             if is_wrapper(kernel, ptr, prefixes):
+                other = _other_wrapper(kernel, ptr, names.get(i)) if t is native else None
+                if other is None:
+                    continue
+                ev = {"table": t.name, "table_address": f"{t.address:#x}", "index": i, "target": f"{ptr:#x}",
+                      "syscall": names[i], "symbol": other,
+                      "message": f"{t.name}[{i}] ({names[i]}) = {ptr:#x} points at {other}, another syscall's wrapper"}
+                res.hooks.append(ev)
                 continue
-            if names is None:
-                names = syscall_names(kernel, len(t.entries)) if t.name == "sys_call_table" else {}
             ev = {"table": t.name, "table_address": f"{t.address:#x}", "index": i, "target": f"{ptr:#x}"}
-            if t.name == "sys_call_table" and i in names:
+            if t is native and i in names:
                 ev["syscall"] = names[i]
             hit = kernel.lookup(ptr)
             lo, hi = _text(kernel)

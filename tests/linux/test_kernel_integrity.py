@@ -13,12 +13,22 @@ import armvmi_cli
 from armvmi_cli.cli.app import main
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One armvmi cache for this module (a temporary one; the cold path is tests/core's)."""
+    return tmp_path_factory.mktemp("armvmi-cache")
+
+
+@pytest.fixture(autouse=True)
+def _cache(monkeypatch, shared_cache):
+    monkeypatch.setenv("ARMVMI_CACHE", str(shared_cache))
+
+
 @pytest.fixture
-def no_profiles(monkeypatch, tmp_path):
+def no_profiles(monkeypatch):
     """Neither System.map nor profile: kallsyms (functions only), BTF and VMCOREINFO from the image."""
     import armvmi_cli.symbols.profiles as profiles
 
-    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(profiles, "find_profiles", lambda dirs=None: [])
 
 
@@ -156,8 +166,9 @@ def test_check_tampered_copy_has_exactly_the_three_findings(rich_capture, no_map
     assert ev["hidden-process"]["task_struct"] == t["hide_process"]["task_struct_va"]
     assert (ev["hidden-module"]["name"], ev["hidden-module"]["module"]) == (t["hide_module"]["name"], t["hide_module"]["struct_module_va"])
     sh = t["syscall_hook"]
-    assert (ev["syscall-hook"]["index"], ev["syscall-hook"]["target"], ev["syscall-hook"]["module"]) == (
-        sh["nr"], sh["new_value"], sh["new_symbol_module"])
+    assert (ev["syscall-hook"]["index"], ev["syscall-hook"]["target"], ev["syscall-hook"]["module"], ev["syscall-hook"]["symbol"],
+            ev["syscall-hook"]["syscall"]) == (sh["nr"], sh["new_value"], sh["new_symbol_module"], sh["new_symbol"],
+                                                sh["syscall"].removeprefix("__arm64_"))
     # a plain guest dump has no vCPU system registers: said, not skipped silently
     assert [(n["check"], n["vm"]) for n in doc["not_run"]] == [("vector-hook", "guest")]
 
@@ -187,6 +198,13 @@ def test_check_nested_host_is_clean(nested_capture, capsys):
     assert (rc, doc["findings"]) == (0, [])
 
 
+def test_check_nested_host_without_any_symbols(nested_capture, no_profiles, capsys):
+    rc, doc = _check([str(nested_capture.image)], capsys)
+    assert (rc, doc["findings"], doc["not_run"]) == (0, [], [])
+    assert any("VBAR_EL1" in c and "KPTI trampoline alias" in c for c in doc["checked"])
+    assert sum("sys_call_table (451 entries, found by code reference from do_el0_svc)" in c for c in doc["checked"]) == 2
+
+
 def test_check_jsonl_and_table(rich_capture, capsys):
     rc = main(["check", str(rich_capture.dkom_image), "--jsonl"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -205,3 +223,22 @@ def test_check_registry_takes_one_line(rich_capture, capsys, monkeypatch):
     rc, doc = _check([str(rich_capture.image), "--check", "always"], capsys)
     assert rc == 1 and [(f["kind"], f["vm"]) for f in doc["findings"]] == [("test-kind", "guest")]
     assert main(["check", str(rich_capture.image), "--check", "nope"]) == 2
+
+
+def test_bpf_idr_walk_is_the_pid_idr_walk(rich_capture, no_profiles):
+    """The captures load no BPF, so the walk ebpf uses is checked on the one IDR
+    whose contents the ground truth knows: init_pid_ns.idr holds one struct pid per thread."""
+    from armvmi_cli.linux.bpf import _idr_objects
+    from armvmi_cli.linux.pid import init_pid_ns
+
+    k = _kernel(rich_capture.image)
+    ns = init_pid_ns(k)
+    problems = []
+    pids = [k.object("pid", p).numbers[0].nr for p in _idr_objects(k, ns.address_ + ns.offsetof_("idr"), problems)]
+    tids = sorted(t for task in rich_capture.ground_truth["tasks"] for t in task["threads"])
+    assert not problems and sorted(pids) == tids
+
+
+def test_check_vm_host_on_a_plain_guest_dump_is_a_usage_error(rich_capture, capsys):
+    assert main(["check", str(rich_capture.image), "--vm", "host"]) == 2
+    assert "no host kernel" in capsys.readouterr().err

@@ -100,7 +100,7 @@ def test_corrupt_ring_header_is_a_clear_error(rich_copy, rich_capture, capsys):
     _patch_u64(path, k.vmem.translate(rb), 0xFFFF)  # count_bits 65535
     rc = main(["dmesg", str(path), "-m", str(rich_capture.system_map)])
     err = capsys.readouterr().err
-    assert rc != 0 and "Traceback" not in err and "corrupt" in err
+    assert rc == 5 and "Traceback" not in err and "corrupt" in err and "PARTIAL" in err
 
 
 def test_vbar_patched_in_saved_vcpu_registers_is_a_finding(nested_capture, tmp_path, monkeypatch, capsys):
@@ -120,3 +120,42 @@ def test_vbar_patched_in_saved_vcpu_registers_is_a_finding(nested_capture, tmp_p
     assert rc == 1
     assert [(f["kind"], f["severity"], f["evidence"]["vbar_el1"], f["evidence"]["vcpu"]) for f in doc["findings"]] == [
         ("vector-hook", "critical", f"{evil:#x}", 0)]
+
+
+@pytest.mark.parametrize("no_map", [False, True], ids=["system_map", "kallsyms_only"])
+def test_entry_redirected_to_another_syscalls_wrapper(rich_copy, rich_capture, capsys, no_map, monkeypatch):
+    """ftrace's syscall metadata records at boot which wrapper belongs in each slot,
+    so an entry swapped for another real wrapper is a hook too."""
+    path, k = rich_copy
+    if no_map:
+        import armvmi_cli.symbols.profiles as profiles
+
+        monkeypatch.setattr(profiles, "find_profiles", lambda dirs=None: [])
+    sh = rich_capture.tamper["syscall_hook"]
+    slot = int(sh["table_va"], 16) + 8 * sh["nr"]
+    read = k.symbol("__arm64_sys_read")
+    _patch_u64(path, k.vmem.translate(slot), read)
+    rc = main(["check", str(path), *([] if no_map else ["-m", str(rich_capture.system_map)]), "--check", "syscall-hook", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    assert [(f["kind"], f["evidence"]["index"], f["evidence"]["syscall"], f["evidence"]["symbol"]) for f in doc["findings"]] == [
+        ("syscall-hook", sh["nr"], "sys_getdents64", "__arm64_sys_read")]
+
+
+def test_module_unlinked_from_the_list_and_sysfs_is_still_seen(rich_capture, tmp_path, monkeypatch, capsys):
+    """The DKOM copy, with nlmon's kobject also unlinked from module_kset: the
+    address tree and the memory scan still see it."""
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "dkom.elf"
+    shutil.copyfile(rich_capture.dkom_image, path)
+    path.chmod(0o644)
+    k = armvmi_cli.open(path, system_map=rich_capture.system_map).vm().kernel
+    mod = int(rich_capture.tamper["hide_module"]["struct_module_va"], 16)
+    entry = mod + k.offsetof("module", "mkobj") + k.offsetof("module_kobject", "kobj") + k.offsetof("kobject", "entry")
+    nxt, prv = k.read_u64(entry), k.read_u64(entry + 8)
+    _patch_u64(path, k.vmem.translate(prv), nxt)
+    _patch_u64(path, k.vmem.translate(nxt + 8), prv)
+    rc = main(["lsmod", str(path), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    assert [(m["name"], m["seen_by"]) for m in doc["vms"][0]["modules"] if m["hidden"]] == [("nlmon", ["mod_tree", "memory_scan"])]
