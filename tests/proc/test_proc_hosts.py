@@ -107,3 +107,44 @@ def test_procdump_through_stage2_equals_the_guest_dump(rich_host, capsys, tmp_pa
         for r in v["runs"]:
             if "file" in r:
                 assert (tmp_path / "plain" / r["file"]).read_bytes() == (tmp_path / "s2" / r["file"]).read_bytes()
+
+
+def test_page_missing_from_stage2_is_named(rich_capture, tmp_path, capsys, monkeypatch):
+    """KVM fills stage 2 on the guest's first touch: a user page whose stage-2
+    entry is invalid is reported as such (exit 4, a hole in procdump), never zeros."""
+    import armvmi_cli
+    from armvmi_cli.linux.mm import mm_layer
+    from armvmi_cli.linux.proc import find_process
+
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    image = tmp_path / "host.elf"
+    compose_host(image, [GuestSpec(3, rich_capture, S2Geometry(65536, 42, blocks=False))], seed=3)
+    s = armvmi_cli.open(image, system_map=rich_capture.system_map)
+    vm = s.vm(3)
+    k = vm.kernel
+    t = find_process(k, 97)
+    gt = {p["pid"]: p for p in rich_capture.ground_truth["rich"]["processes"]}[97]
+    va = int(gt["maps_parsed"][0]["start"], 16)  # tls-gw's first text page
+    gpa = mm_layer(k, t.mm.deref()).translate(va)
+    leaf = vm.stage2.walk(gpa).steps[-1]
+    assert leaf.kind == "page"
+    hpa = leaf.descriptor_address
+    s.close()
+    from elftools.elf.elffile import ELFFile
+
+    with open(image, "rb") as f:
+        off = next(seg["p_offset"] + hpa - seg["p_paddr"] for seg in ELFFile(f).iter_segments()
+                   if seg["p_type"] == "PT_LOAD" and seg["p_paddr"] <= hpa < seg["p_paddr"] + seg["p_filesz"])
+    with open(image, "r+b") as f:
+        f.seek(off)
+        f.write(bytes(8))  # the stage-2 page entry, invalid
+    m = ["-m", str(rich_capture.system_map)]
+    rc = main(["read", str(image), "--vm", "3", *m, "--pid", "97", hex(va), "16"])
+    cap = capsys.readouterr()
+    assert rc == 4 and "stage 2" in cap.err and cap.out == ""
+    rc = main(["procdump", str(image), "--vm", "3", *m, "--pid", "97", "-o", str(tmp_path / "pd")])
+    capsys.readouterr()
+    assert rc == 0
+    index = json.loads((tmp_path / "pd" / "index.json").read_text())
+    first = index["vmas"][0]["runs"][0]
+    assert first["start"] == hex(va) and "stage 2" in first["hole"]

@@ -246,3 +246,26 @@ def test_hidden_process_keeps_its_argv_and_maps(rich_capture, tmp_path, monkeypa
     rc, out = _run(capsys, "maps", image, "--pid", "99", "--json")
     assert rc == 0
     assert [r["line"] for r in json.loads(out.out)["vms"][0]["maps"]] == gt[99]["maps"]
+
+
+def test_procdump_core_has_every_thread_with_its_registers(rich_capture, tmp_path, capsys):
+    out_dir = tmp_path / "agentd"
+    rc, _ = _run(capsys, "procdump", rich_capture.image, "--pid", "101", "-o", out_dir)
+    assert rc == 0
+    index = json.loads((out_dir / "index.json").read_text())
+    tids = [t["tid"] for t in _gt(rich_capture)[101]["threads"]]
+    assert [t["tid"] for t in index["threads"]] == tids and all(t["registers"] for t in index["threads"])
+    gdb = shutil.which("gdb-multiarch")
+    if not gdb:
+        pytest.skip("gdb-multiarch not installed")
+    r = subprocess.run([gdb, "-batch", "-ex", "info threads", "-ex", "thread apply all info registers pc sp",
+                        "-c", str(out_dir / index["core"])], capture_output=True, text=True, timeout=120)
+    assert all(f"LWP {tid}" in r.stdout for tid in tids)
+    # Each thread's sp lies in a writable mapping of the process, pc in an executable one.
+    import re
+
+    maps = index["vmas"]
+    for pc, sp in zip(re.findall(r"^pc\s+(0x[0-9a-f]+)", r.stdout, re.M), re.findall(r"^sp\s+(0x[0-9a-f]+)", r.stdout, re.M)):
+        pc, sp = int(pc, 16), int(sp, 16)
+        assert any(int(v["start"], 16) <= pc < int(v["end"], 16) and "x" in v["perms"] for v in maps)
+        assert any(int(v["start"], 16) <= sp <= int(v["end"], 16) and "w" in v["perms"] for v in maps)
