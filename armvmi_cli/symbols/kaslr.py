@@ -47,8 +47,15 @@ def _confirm(layer, info: VmcoreInfo) -> KernelCandidate:
     if not layer.is_mapped(pa):
         cand.reason = f"swapper_pg_dir would be at {pa:#x}, which is not in this memory"
         return cand
+    page_size, va_bits = info.page_size or 4096, info.va_bits or 48
+    if page_size not in (4096, 16384, 65536):
+        cand.reason = f"its PAGESIZE {page_size} is not an AArch64 granule (4096, 16384, 65536): corrupt VMCOREINFO"
+        return cand
+    if not 36 <= va_bits <= 52:
+        cand.reason = f"its NUMBER(VA_BITS) {va_bits} is not an AArch64 VA size (36-52): corrupt VMCOREINFO"
+        return cand
     try:
-        s1 = Stage1.for_kernel(layer, pa, info.va_bits or 48, info.page_size or 4096, name="kernel stage1")
+        s1 = Stage1.for_kernel(layer, pa, va_bits, page_size, name="kernel stage1")
         checks = [(swapper, pa)]
         if stext is not None:
             checks.append((stext, (stext - kv) & 0xFFFF_FFFF_FFFF_FFFF))
