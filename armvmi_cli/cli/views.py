@@ -84,6 +84,9 @@ def collect_view(session, view, vm_id=None, **params) -> ViewOutput:
             if f.vm is None:
                 f.vm = vm.name
         out.parts.append(part)
+    damage = getattr(session.memory, "damage", None)
+    if damage is not None:  # a damaged container (.armvmi chunk CRC): bad input, not a partial answer
+        raise damage
     out.warnings = list(session.warnings)
     for p in session.unused_system_maps() if vm_id is None else ():
         out.warnings.append(f"--system-map {p} fits none of the kernels in this image")
