@@ -54,6 +54,9 @@ CHUNK_ENTRY = struct.Struct("<QIBxxxII")  # file offset, stored length, method, 
 assert HEADER.size == 64 and CHUNK_ENTRY.size == 24
 
 
+_lz4 = None  # lz4.block, once a chunk needs it
+
+
 class SnapshotMemory(PhysicalMemory):
     format = "armvmi"
     cache_bytes = 16 << 20  # decompressed chunks kept, by size (4096 4-KiB chunks, or one 16 MiB chunk)
@@ -162,11 +165,12 @@ class SnapshotMemory(PhysicalMemory):
                 raise self._bad(f"corrupt .armvmi chunk {k} (stored length {stored}, expected {length})")
             data = self._mm[off : off + stored]
         elif method == METHOD_LZ4:
-            import lz4.block
-
+            global _lz4
+            if _lz4 is None:  # imported on first use: `armvmi --help` must not load lz4
+                import lz4.block as _lz4
             try:
-                data = lz4.block.decompress(self._mm[off : off + stored], uncompressed_size=length)
-            except lz4.block.LZ4BlockError:
+                data = _lz4.decompress(self._mm[off : off + stored], uncompressed_size=length)
+            except _lz4.LZ4BlockError:
                 raise self._bad(f"corrupt .armvmi chunk {k} at {off:#x} (lz4 data does not decode)") from None
             if len(data) != length:
                 raise self._bad(f"corrupt .armvmi chunk {k} at {off:#x} (decodes to {len(data)} bytes, expected {length})")
