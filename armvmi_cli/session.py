@@ -257,7 +257,7 @@ class Session:
     # -- kernels --------------------------------------------------------------
     def _open_kernel(self, vm: VM):
         from .linux.kernel import Kernel, KernelInfo
-        from .symbols.kaslr import locate_kernel
+        from .symbols.kaslr import clean_hints, locate_kernel
 
         same = self._kernel_behind_same_stage2(vm)
         if same is not None:
@@ -266,7 +266,7 @@ class Session:
         ranges = None
         if vm.stage2 is not None:
             ranges = _guest_ranges(vm)
-        hints = self._facts_get(f"vmcoreinfo:{vm.label}") or []
+        hints = clean_hints(self._facts_get(f"vmcoreinfo:{vm.label}"))
         try:
             # A guest's own RAM (behind stage 2) holds one kernel: stop at the first.
             cand = locate_kernel(vm.gphys, ranges, note, what=vm.label, hints=hints, first=vm.stage2 is not None)
@@ -337,6 +337,8 @@ class Session:
                 try:
                     self._facts = json.loads(p.read_text())
                 except (OSError, ValueError):
+                    self._facts = {}
+                if not isinstance(self._facts, dict):  # `null`, `[]`: a cache of the wrong shape is absent
                     self._facts = {}
         return self._facts.get(key)
 

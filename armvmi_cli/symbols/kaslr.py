@@ -86,6 +86,12 @@ def _at(layer, addr: int) -> VmcoreInfo | None:
     return info if info.complete else None
 
 
+def clean_hints(v) -> list[int]:
+    """The addresses in a cached hint (a cache file anyone may have written:
+    anything else in it is ignored, and each address is re-checked anyway)."""
+    return [a for a in (v if isinstance(v, (list, tuple)) else ()) if type(a) is int and 0 <= a < 1 << 64]
+
+
 def find_kernels(layer, ranges=None, note: dict | None = None, hints=(), first: bool = False) -> list[KernelCandidate]:
     """Every kernel whose VMCOREINFO is in ``layer`` and whose page tables live
     in ``layer`` (confirmed candidates first).
@@ -99,6 +105,7 @@ def find_kernels(layer, ranges=None, note: dict | None = None, hints=(), first: 
     infos: list[VmcoreInfo] = []
     if note:
         infos.append(VmcoreInfo(dict(note), source="VMCOREINFO ELF note"))
+    hints = clean_hints(hints)
     hinted = [i for i in (_at(layer, a) for a in hints) if i is not None]
     if hinted:
         cands = [_confirm(layer, i) for i in hinted]
