@@ -199,9 +199,20 @@ class Session:
 
         self.vm_source = "event log (EL3 registry)"
         out = []
+        shared: dict[tuple[int, int], Stage2] = {}
+        sharing: dict[int, list] = {}
         for rec in self.registry.live():
             s2 = Stage2(self.memory, rec.vttbr, rec.vtcr, name=f"stage2 vm {rec.vm_id}")
+            # VMs whose stage 2 is the same tables under the same VTCR see the
+            # same guest memory: one layer (one table cache), one kernel search.
+            s2 = shared.setdefault((s2.base, rec.vtcr), s2)
+            sharing.setdefault(id(s2), []).append(rec.vm_id)
             out.append(VM(self, rec.vm_id, f"vm {rec.vm_id}", s2, stage2=s2, record=rec, ram=(rec.ram_base, rec.ram_size)))
+        for ids in sharing.values():
+            if len(ids) > 1:
+                few = ", ".join(map(str, ids[:4])) + (", ..." if len(ids) > 4 else "")
+                self.warnings.append(f"{len(ids)} VMs ({few}) have the same stage-2 tables and VTCR: "
+                                     "read as one guest memory, its kernel located once")
         out.extend(self._unlogged_vms(bool(out)))
         return out
 
@@ -273,13 +284,16 @@ class Session:
     # -- kernels --------------------------------------------------------------
     def _open_kernel(self, vm: VM):
         from .linux.kernel import Kernel, KernelInfo
-        from .symbols.kaslr import locate_kernel
+        from .symbols.kaslr import clean_hints, locate_kernel
 
+        same = self._kernel_behind_same_stage2(vm)
+        if same is not None:
+            return same
         note = self.memory.vmcoreinfo if vm.stage2 is None else None
         ranges = None
         if vm.stage2 is not None:
             ranges = _guest_ranges(vm)
-        hints = self._facts_get(f"vmcoreinfo:{vm.label}") or []
+        hints = clean_hints(self._facts_get(f"vmcoreinfo:{vm.label}"))
         if vm.stage2 is None:
             # A plain dump's kernel is the one the host probe just found (same
             # memory): its VMCOREINFO address is a hint, verified like any.
@@ -335,6 +349,21 @@ class Session:
             kernel.info.notes.append(f"init_task located by structure at {va:#x}")
         self._init_tasks[key] = va
 
+    def _kernel_behind_same_stage2(self, vm: VM):
+        """The kernel of a VM already opened through the very same stage-2
+        layer (a log can create many VMs over one set of tables), as a view
+        named for this VM; None if there is none."""
+        if vm.stage2 is None:
+            return None
+        for other in self._vms or ():
+            if other is not vm and other.gphys is vm.gphys and other._kernel is not None:
+                import copy
+
+                k = copy.copy(other._kernel)
+                k.name = vm.label
+                return k
+        return None
+
     # -- a small per-image cache of where things were found ----------------------
     def _facts_path(self):
         """The facts file for this image, or None (caching off, or no file).
@@ -368,6 +397,8 @@ class Session:
                 try:
                     self._facts = json.loads(p.read_text())
                 except (OSError, ValueError):
+                    self._facts = {}
+                if not isinstance(self._facts, dict):  # `null`, `[]`: a cache of the wrong shape is absent
                     self._facts = {}
         return self._facts.get(key)
 

@@ -85,6 +85,9 @@ def collect_view(session, view, vm_id=None, **params) -> ViewOutput:
             if f.vm is None:
                 f.vm = vm.name
         out.parts.append(part)
+    damage = getattr(session.memory, "damage", None)
+    if damage is not None:  # a damaged container (.armvmi chunk CRC): bad input, not a partial answer
+        raise damage
     out.session_findings = list(session.findings)
     out.warnings = list(session.warnings)
     for p in session.unused_system_maps() if vm_id is None else ():

@@ -92,13 +92,13 @@ def host_kernel(session, host_system_map=None) -> HostKernel:
 def _locate(session, host_system_map) -> HostKernel:
     from ..linux.kernel import Kernel, KernelInfo
     from ..symbols.resolve import btf_types, linux_banner, utsname
-    from ..symbols.kaslr import find_kernels
+    from ..symbols.kaslr import clean_hints, find_kernels
 
     mem = session.memory
     absent = session._facts_get("host:absent")
     if absent:  # memory alone decides this: a scan of this image already found no host kernel
         raise SymbolError(absent)
-    hints = session._facts_get("vmcoreinfo:host") or []
+    hints = clean_hints(session._facts_get("vmcoreinfo:host"))
     cands = find_kernels(mem, None, mem.vmcoreinfo, hints)
     good = [c for c in cands if c.confirmed]
     if not good:

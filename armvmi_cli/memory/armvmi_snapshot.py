@@ -10,7 +10,9 @@ all when it is all zeros), so a random read decompresses one chunk.  Sparse
 snapshots simply have many small page-granular ranges; everything between them
 is a hole.  The index lives at the end because it is only known after the data
 is written; the header, rewritten last, points at it and carries CRCs of itself
-and of the index.
+and of the index; the index (version 2) carries CRCs of the metadata and the
+event log.  Every chunk's CRC is checked the first time it is read, so a chunk
+altered in place is an error naming it, never a forged answer.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from .base import PhysicalMemory, Range
 from .detect import ARMVMI_MAGIC
 from .mapped import MappedFile
 
-VERSION = 1
+VERSION = 2  # 2: CRCs of metadata and events in the index; chunk CRCs checked on every read
+READ_VERSIONS = (1, 2)  # 1 differs only by lacking the metadata/events CRCs: still safe to read
+MAX_CHUNK_SIZE = 1 << 24  # the largest chunk `pack` writes; a header claiming more is corrupt
 PAGE_SIZE = 4096
 DEFAULT_CHUNK_SIZE = 4096  # one page: a random 4 KiB read decodes one small block (bench/bench_memory.py)
 FLAG_CHECKSUMS = 1
@@ -42,23 +46,29 @@ METHOD_NAMES = {METHOD_ZERO: "zero", METHOD_STORED: "stored", METHOD_LZ4: "lz4"}
 # n_ranges u32 index_crc u32 index_off u64 index_len u64 file_size u64 header_crc u32 reserved u32
 HEADER = struct.Struct("<8sHHIIIII QQQ II")
 # events_off u64 events_len u64 meta_off u64 meta_len u64 n_chunks u64
-INDEX_HEADER = struct.Struct("<QQQQQ")
+INDEX_HEADER_V1 = struct.Struct("<QQQQQ")
+# version 2 adds: events_crc u32, meta_crc u32
+INDEX_HEADER = struct.Struct("<QQQQQII")
 RANGE_ENTRY = struct.Struct("<QQQ")  # start, end (exclusive), first chunk number
 CHUNK_ENTRY = struct.Struct("<QIBxxxII")  # file offset, stored length, method, crc32, reserved
 assert HEADER.size == 64 and CHUNK_ENTRY.size == 24
 
 
+_lz4 = None  # lz4.block, once a chunk needs it
+
+
 class SnapshotMemory(PhysicalMemory):
     format = "armvmi"
-    cache_chunks = 1024  # decompressed lz4 chunks kept (1024 x 4 KiB = 4 MiB)
+    cache_bytes = 16 << 20  # decompressed chunks kept, by size (4096 4-KiB chunks, or one 16 MiB chunk)
 
-    def __init__(self, path, verify: bool = False):
+    def __init__(self, path):
         super().__init__(str(path))
-        #: check each chunk's CRC-32 when it is read (``check()`` checks them all)
-        self.verify = verify
         self._file = MappedFile(path)
         self._mm = self._file.mm
         self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cached_bytes = 0
+        #: the first integrity error met while reading (see cli.views.collect_view)
+        self.damage: ImageFormatError | None = None
         try:
             self._open()
         except BaseException:
@@ -77,20 +87,25 @@ class SnapshotMemory(PhysicalMemory):
             raise self._bad("not an .armvmi snapshot (bad magic)")
         if zlib.crc32(mm[: HEADER.size - 8]) != header_crc:
             raise self._bad("corrupt .armvmi header (CRC mismatch; was the pack interrupted?)")
-        if version != VERSION:
-            raise self._bad(f".armvmi version {version} is not supported (this armvmi reads version {VERSION})")
+        if version not in READ_VERSIONS:
+            raise self._bad(f".armvmi version {version} is not supported (this armvmi reads versions "
+                            f"{', '.join(map(str, READ_VERSIONS))})")
         if hsize != HEADER.size or cs < PAGE_SIZE or cs & (cs - 1) or ps != PAGE_SIZE:
             raise self._bad("corrupt .armvmi header (bad sizes)")
+        if cs > MAX_CHUNK_SIZE:
+            raise self._bad(f"corrupt .armvmi header (chunk size {cs:#x} is above the {MAX_CHUNK_SIZE >> 20} MiB armvmi writes)")
+        ih = INDEX_HEADER if version >= 2 else INDEX_HEADER_V1
+        self.version = version
         if file_size != size:
             raise self._bad(f"truncated: .armvmi header says {file_size} bytes, file has {size}")
-        if index_off + index_len > size or index_len < INDEX_HEADER.size + n_ranges * RANGE_ENTRY.size:
+        if index_off < HEADER.size or index_off + index_len > size or index_len < ih.size + n_ranges * RANGE_ENTRY.size:
             raise self._bad("corrupt .armvmi header (index outside the file)")
         if zlib.crc32(mm[index_off : index_off + index_len]) != index_crc:
             raise self._bad("corrupt .armvmi index (CRC mismatch)")
         self.chunk_size, self.flags = cs, flags
         self._zero = bytes(cs)
-        ev_off, ev_len, meta_off, meta_len, n_chunks = INDEX_HEADER.unpack_from(mm, index_off)
-        ranges_off = index_off + INDEX_HEADER.size
+        ev_off, ev_len, meta_off, meta_len, n_chunks, *crcs = ih.unpack_from(mm, index_off)
+        ranges_off = index_off + ih.size
         self._chunks_off = ranges_off + n_ranges * RANGE_ENTRY.size
         self.n_chunks = n_chunks
         if self._chunks_off + n_chunks * CHUNK_ENTRY.size != index_off + index_len:
@@ -113,6 +128,12 @@ class SnapshotMemory(PhysicalMemory):
         for off, n in ((ev_off, ev_len), (meta_off, meta_len)):
             if off + n > index_off:
                 raise self._bad("corrupt .armvmi index (events/metadata outside the data area)")
+        if crcs:
+            for what, off, n, crc in (("event log", ev_off, ev_len, crcs[0]), ("metadata", meta_off, meta_len, crcs[1])):
+                if zlib.crc32(mm[off : off + n]) != crc:
+                    raise self._bad(f"corrupt .armvmi {what} (CRC mismatch)")
+        #: chunks whose CRC has been checked (stored chunks are then read in place)
+        self._checked = bytearray(n_chunks)
         if ev_len:
             self.embedded_events = self._mm[ev_off : ev_off + ev_len]
         if meta_len:
@@ -144,19 +165,36 @@ class SnapshotMemory(PhysicalMemory):
                 raise self._bad(f"corrupt .armvmi chunk {k} (stored length {stored}, expected {length})")
             data = self._mm[off : off + stored]
         elif method == METHOD_LZ4:
-            import lz4.block
-
+            global _lz4
+            if _lz4 is None:  # imported on first use: `armvmi --help` must not load lz4
+                import lz4.block as _lz4
             try:
-                data = lz4.block.decompress(self._mm[off : off + stored], uncompressed_size=length)
-            except lz4.block.LZ4BlockError:
+                data = _lz4.decompress(self._mm[off : off + stored], uncompressed_size=length)
+            except _lz4.LZ4BlockError:
                 raise self._bad(f"corrupt .armvmi chunk {k} at {off:#x} (lz4 data does not decode)") from None
             if len(data) != length:
                 raise self._bad(f"corrupt .armvmi chunk {k} at {off:#x} (decodes to {len(data)} bytes, expected {length})")
         else:
             raise self._bad(f"corrupt .armvmi chunk {k} (unknown method {method})")
-        if self.verify and method != METHOD_ZERO and self.flags & FLAG_CHECKSUMS and zlib.crc32(data) != crc:
-            raise self._bad(f"corrupt .armvmi chunk {k} at {off:#x} (CRC mismatch)")
+        if method != METHOD_ZERO and self.flags & FLAG_CHECKSUMS and zlib.crc32(data) != crc:
+            err = self._bad(f"corrupt .armvmi chunk {k} ({self._chunk_span(k)}, {METHOD_NAMES[method]} at file offset "
+                            f"{off:#x}): CRC mismatch, its data was altered or damaged")
+            # Walks turn read errors into partial results; a damaged container
+            # is bad input for the whole command, so the CLI checks this.
+            if self.damage is None:
+                self.damage = err
+            raise err
+        self._checked[k] = 1
         return data, method
+
+    def _chunk_span(self, k: int) -> str:
+        """Which physical addresses chunk ``k`` holds, for error messages."""
+        import bisect
+
+        i = bisect.bisect_right(self._first, k) - 1
+        r = self._ranges[i]
+        a = r.start + (k - self._first[i]) * self.chunk_size
+        return f"physical {a:#x}-{min(a + self.chunk_size, r.end):#x}"
 
     def _chunk(self, k: int, length: int) -> bytes:
         data = self._cache.get(k)
@@ -166,8 +204,9 @@ class SnapshotMemory(PhysicalMemory):
         data, method = self._load(k, length)
         if method == METHOD_LZ4:  # zero and stored chunks cost no more than a cache hit
             self._cache[k] = data
-            if len(self._cache) > self.cache_chunks:
-                self._cache.popitem(last=False)
+            self._cached_bytes += len(data)
+            while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+                self._cached_bytes -= len(self._cache.popitem(last=False)[1])
         return data
 
     def _read_in_range(self, index: int, pa: int, n: int) -> bytes:
@@ -178,8 +217,8 @@ class SnapshotMemory(PhysicalMemory):
         cstart = r.start + j * cs
         length = min(cs, r.end - cstart)
         k = self._first[index] + j
-        if o + n <= length and k not in self._cache and not self.verify:
-            # small reads of raw or zero chunks need no chunk-sized copy
+        if o + n <= length and k not in self._cache and self._checked[k]:
+            # small reads of raw or zero chunks, once checked, need no chunk-sized copy
             off, stored, method, _, _ = self._entry(k)
             if method == METHOD_STORED and stored == length and off + stored <= self._data_end:
                 return self._mm[off + o : off + o + n]
@@ -200,19 +239,15 @@ class SnapshotMemory(PhysicalMemory):
 
     def check(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Decode every chunk and check its CRC; returns the number checked."""
-        saved, self.verify = self.verify, True
-        try:
-            done = 0
-            for i, r in enumerate(self._ranges):
-                for j in range(-(-r.size // self.chunk_size)):
-                    cstart = r.start + j * self.chunk_size
-                    self._load(self._first[i] + j, min(self.chunk_size, r.end - cstart))
-                    done += 1
-                if progress:
-                    progress(i + 1, len(self._ranges))
-            return done
-        finally:
-            self.verify = saved
+        done = 0
+        for i, r in enumerate(self._ranges):
+            for j in range(-(-r.size // self.chunk_size)):
+                cstart = r.start + j * self.chunk_size
+                self._load(self._first[i] + j, min(self.chunk_size, r.end - cstart))
+                done += 1
+            if progress:
+                progress(i + 1, len(self._ranges))
+        return done
 
     def stats(self) -> dict:
         """Stored bytes per method, for ``snapshot info``."""
@@ -227,6 +262,7 @@ class SnapshotMemory(PhysicalMemory):
 
     def close(self) -> None:
         self._cache.clear()
+        self._cached_bytes = 0
         self._file.close()
 
     def describe(self) -> dict:
@@ -234,6 +270,7 @@ class SnapshotMemory(PhysicalMemory):
         d["file_size"] = self._file.size
         d["chunk_size"] = self.chunk_size
         d["checksums"] = bool(self.flags & FLAG_CHECKSUMS)
+        d["version"] = self.version
         d["compression_ratio"] = round(self._file.size / self.size, 4) if self.size else None
         d.update(self.stats())
         return d
@@ -326,7 +363,7 @@ def pack(
 
     from .. import __version__
 
-    if chunk_size < PAGE_SIZE or chunk_size & (chunk_size - 1) or chunk_size > (1 << 24):
+    if chunk_size < PAGE_SIZE or chunk_size & (chunk_size - 1) or chunk_size > MAX_CHUNK_SIZE:
         raise UsageError(f"chunk size {chunk_size} must be a power of two between 4096 and 16 MiB")
     out = os.fspath(out)
     meta = _source_metadata(src)
@@ -375,7 +412,8 @@ def pack(
             f.write(meta_bytes)
             off += len(meta_bytes)
             n_chunks = len(entries) // CHUNK_ENTRY.size
-            index = bytearray(INDEX_HEADER.pack(ev_off, len(ev), meta_off, len(meta_bytes), n_chunks))
+            index = bytearray(INDEX_HEADER.pack(ev_off, len(ev), meta_off, len(meta_bytes), n_chunks,
+                                                zlib.crc32(ev), zlib.crc32(meta_bytes)))
             first = 0
             for r in ranges:
                 index += RANGE_ENTRY.pack(r.start, r.end, first)

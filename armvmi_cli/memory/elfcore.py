@@ -16,6 +16,8 @@ are the same physical memory either way.
 
 from __future__ import annotations
 
+import bisect
+
 import struct
 
 from ..errors import ImageFormatError
@@ -191,24 +193,34 @@ class ElfCoreMemory(PhysicalMemory):
 
 def _resolve(pieces):
     """Drop the parts of later pieces that earlier ones already cover, then sort
-    and merge pieces contiguous in both address and file offset."""
+    and merge pieces contiguous in both address and file offset.
+
+    The covered set is kept as sorted disjoint runs and searched with bisect,
+    so a core with tens of thousands of PT_LOADs (a hostile or a very
+    fragmented one) costs O(n log n), not O(n^2)."""
+    starts: list[int] = []  # covered runs, sorted and disjoint: starts[i], ends[i]
+    ends: list[int] = []
     kept: list[tuple[int, int, int | None]] = []
     for a, b, off in pieces:
-        todo = [(a, b)]
-        for ka, kb, _ in kept:
-            nxt = []
-            for x, y in todo:
-                if y <= ka or x >= kb:
-                    nxt.append((x, y))
-                    continue
-                if x < ka:
-                    nxt.append((x, ka))
-                if y > kb:
-                    nxt.append((kb, y))
-            todo = nxt
-        for x, y in todo:
-            if y > x:
-                kept.append((x, y, None if off is None else off + (x - a)))
+        if b <= a:
+            continue
+        # the first run that ends after a, and every run that starts before b
+        i = bisect.bisect_right(ends, a)
+        j = bisect.bisect_left(starts, b)
+        cur, gaps = a, []
+        for k in range(i, j):
+            if starts[k] > cur:
+                gaps.append((cur, starts[k]))
+            cur = max(cur, ends[k])
+        if cur < b:
+            gaps.append((cur, b))
+        for x, y in gaps:
+            kept.append((x, y, None if off is None else off + (x - a)))
+        # the covered set now holds [min(a, runs[i]), max(b, runs[j-1])) as one run
+        lo = min(a, starts[i]) if i < j else a
+        hi = max(b, ends[j - 1]) if i < j else b
+        starts[i:j] = [lo]
+        ends[i:j] = [hi]
     kept.sort()
     merged: list[tuple[int, int, int | None]] = []
     for a, b, off in kept:

@@ -15,6 +15,8 @@ AVML (:mod:`.avml`) reuses the same header with another magic and version.
 from __future__ import annotations
 
 import os
+import struct
+from typing import NamedTuple
 
 from construct import Bytes, Int32ul, Int64ul, Struct
 
@@ -37,11 +39,23 @@ range_header = Struct(
 HEADER_SIZE = range_header.sizeof()  # 32
 
 
+_RANGE_HEADER = struct.Struct("<IIQQ8x")
+assert _RANGE_HEADER.size == HEADER_SIZE
+
+
+class _RangeHeader(NamedTuple):
+    magic: int
+    version: int
+    s_addr: int
+    e_addr: int
+
+
 def parse_range_header(mm, off: int, index: int, path: str, magic: int, version: int, fmt: str):
     """Parse and check the header of range ``index`` at file offset ``off``."""
     if off + HEADER_SIZE > len(mm):
         raise ImageFormatError(f"{path}: truncated: {fmt} range #{index} header at {off:#x} is cut short")
-    h = range_header.parse(mm[off : off + HEADER_SIZE])
+    # struct, not construct: a file can hold hundreds of thousands of ranges
+    h = _RangeHeader(*_RANGE_HEADER.unpack_from(mm, off))
     if h.magic != magic:
         raise ImageFormatError(f"{path}: corrupt {fmt} range #{index} header at {off:#x}: bad magic {h.magic:#010x}")
     if h.version != version:

@@ -26,27 +26,54 @@ from .types import RecordSource, TypeModel
 _BANNER_RELEASE = re.compile(r"Linux version (\S+)")
 
 
+# A type descriptor nests once per pointer/array level; real ones are a few deep.
+MAX_DESCRIPTOR_DEPTH = 64
+
+
+def _int(v, what: str, where: str) -> int:
+    # bool is an int to Python, and "12" * 8 is a string: neither is an offset
+    if type(v) is not int:
+        raise SymbolError(f"{where}: {what} must be an integer, not {type(v).__name__} {v!r:.40}")
+    return v
+
+
+def _obj(v, what: str, where: str) -> dict:
+    if not isinstance(v, dict):
+        raise SymbolError(f"{where}: {what} must be a JSON object, not {type(v).__name__}")
+    return v
+
+
 class IsfSource(RecordSource):
     source = "isf"
 
-    def __init__(self, doc: dict):
+    def __init__(self, doc: dict, where: str = "ISF"):
         super().__init__()
+        self.where = where
         self._doc = doc
         self._records: list = [("void",)]
         self._pending: dict[int, tuple[str, dict]] = {}  # tid -> (kind, ISF user_type) not yet converted
-        base = doc.get("base_types") or {}
+        w = where
+        base = _obj(doc.get("base_types") or {}, "base_types", w)
         for name, b in base.items():
+            _obj(b, f"base type {name!r}", w)
             k = b.get("kind")
             if k == "void" or name == "void":
                 self.bases[name] = 0
                 continue
-            tid = self._add(("float", name, b["size"]) if k == "float" else
-                            ("int", name, b["size"], bool(b.get("signed")), k == "bool", k == "char"))
+            size = _int(b.get("size"), f"base type {name!r} size", w)
+            tid = self._add(("float", name, size) if k == "float" else
+                            ("int", name, size, bool(b.get("signed")), k == "bool", k == "char"))
             self.bases[name] = tid
-        for name, e in (doc.get("enums") or {}).items():
-            signed = bool(base.get(e.get("base"), {}).get("signed"))
-            self.enums[name] = self._add(("enum", name, e["size"], signed, sorted(e["constants"].items(), key=lambda kv: kv[1])))
-        for name, u in (doc.get("user_types") or {}).items():
+        for name, e in _obj(doc.get("enums") or {}, "enums", w).items():
+            _obj(e, f"enum {name!r}", w)
+            signed = bool(base.get(e.get("base"), {}).get("signed")) if isinstance(e.get("base"), str) else False
+            consts = _obj(e.get("constants"), f"enum {name!r} constants", w)
+            for c, v in consts.items():
+                _int(v, f"enum {name!r} constant {c!r}", w)
+            self.enums[name] = self._add(("enum", name, _int(e.get("size"), f"enum {name!r} size", w), signed,
+                                          sorted(consts.items(), key=lambda kv: kv[1])))
+        for name, u in _obj(doc.get("user_types") or {}, "user_types", w).items():
+            _obj(u, f"type {name!r}", w)
             kind = u.get("kind", "struct")
             tid = self._add(None)
             self._pending[tid] = (name, u)
@@ -70,27 +97,36 @@ class IsfSource(RecordSource):
             raise SymbolError(f"ISF type id {tid} does not exist") from None
         if r is None:
             name, u = self._pending.pop(tid)
+            w = f"{self.where}: type {name!r}"
             kind = u.get("kind", "struct")
             members = []
-            for fname, f in (u.get("fields") or {}).items():
-                d = f["type"]
-                bits, bsize = f["offset"] * 8, 0
+            for fname, f in _obj(u.get("fields") or {}, "fields", w).items():
+                wf = f"{w} field {fname!r}"
+                _obj(f, "a field", wf)
+                d = _obj(f.get("type"), "its type", wf)
+                bits, bsize = _int(f.get("offset"), "its offset", wf) * 8, 0
                 if d.get("kind") == "bitfield":
-                    bits += d.get("bit_position", 0)
-                    bsize = d["bit_length"]
-                    d = d["type"]
-                members.append((fname, self._desc(d, name), bits, bsize))
+                    bits += _int(d.get("bit_position", 0), "bit_position", wf)
+                    bsize = _int(d.get("bit_length"), "bit_length", wf)
+                    d = _obj(d.get("type"), "the bitfield's type", wf)
+                members.append((fname, self._desc(d, wf), bits, bsize))
             members.sort(key=lambda m: m[2])
-            r = ("union" if kind == "union" else "struct", name, u.get("size"), members)
+            size = u.get("size")
+            r = ("union" if kind == "union" else "struct", name, None if size is None else _int(size, "size", w), members)
             self._records[tid] = r
         return r
 
-    def _desc(self, d: dict, owner: str):
+    def _desc(self, d: dict, owner: str, depth: int = 0):
+        if depth > MAX_DESCRIPTOR_DEPTH:
+            raise SymbolError(f"{owner}: type descriptor nested more than {MAX_DESCRIPTOR_DEPTH} deep")
+        _obj(d, "a type descriptor", owner)
         k = d.get("kind")
+        if k in ("base", "struct", "union", "class", "enum") and not isinstance(d.get("name"), str):
+            raise SymbolError(f"{owner}: a {k} type descriptor without a name")
         if k == "base":
             tid = self.bases.get(d["name"])
             if tid is None:
-                raise SymbolError(f"ISF type {owner!r} refers to unknown base type {d['name']!r}")
+                raise SymbolError(f"{owner} refers to unknown base type {d['name']!r}")
             return None if tid == 0 else tid
         if k in ("struct", "union", "class"):
             tid = self.structs.get(d["name"])
@@ -99,14 +135,15 @@ class IsfSource(RecordSource):
             tid = self.enums.get(d["name"])
             return tid if tid is not None else self._fwd(d["name"], False)
         if k == "pointer":
-            return self._add(("ptr", self._desc(d["subtype"], owner)))
+            return self._add(("ptr", self._desc(d.get("subtype"), owner, depth + 1)))
         if k == "array":
-            return self._add(("array", self._desc(d["subtype"], owner), d.get("count", 0)))
+            count = _int(d.get("count", 0), "array count", owner)
+            return self._add(("array", self._desc(d.get("subtype"), owner, depth + 1), count))
         if k == "function":
             return self._add(("proto", None, []))
         if k == "bitfield":
-            return self._desc(d["type"], owner)
-        raise SymbolError(f"ISF type {owner!r}: unknown type descriptor kind {k!r}")
+            return self._desc(d.get("type"), owner, depth + 1)
+        raise SymbolError(f"{owner}: unknown type descriptor kind {k!r}")
 
     def _fwd(self, name: str, is_union: bool) -> int:
         return self._add(("fwd", name, is_union))
@@ -118,6 +155,8 @@ def read_isf(path: str | os.PathLike) -> dict:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise SymbolError(f"{path}: not a JSON symbol file: {e}") from None
+    except RecursionError:
+        raise SymbolError(f"{path}: not an ISF file: JSON nested too deep") from None
     if not isinstance(doc, dict) or "user_types" not in doc or "metadata" not in doc:
         raise SymbolError(f"{path}: not a Volatility ISF file (no metadata/user_types)")
     return doc
@@ -125,9 +164,10 @@ def read_isf(path: str | os.PathLike) -> dict:
 
 def isf_banner(doc: dict) -> str | None:
     """The kernel banner, when dwarf2json stored ``linux_banner``'s bytes."""
-    sym = (doc.get("symbols") or {}).get("linux_banner") or {}
-    data = sym.get("constant_data")
-    if not data:
+    syms = doc.get("symbols")
+    sym = (syms.get("linux_banner") if isinstance(syms, dict) else None) or {}
+    data = sym.get("constant_data") if isinstance(sym, dict) else None
+    if not data or not isinstance(data, str):
         return None
     try:
         return base64.b64decode(data).split(b"\0", 1)[0].decode("utf-8", "replace").rstrip("\n")
@@ -137,8 +177,14 @@ def isf_banner(doc: dict) -> str | None:
 
 def isf_symbols(doc: dict, path=None) -> SystemMap:
     entries = []
-    for name, s in (doc.get("symbols") or {}).items():
+    for name, s in _obj(doc.get("symbols") or {}, "symbols", str(path or "ISF")).items():
+        if not isinstance(s, dict):
+            raise SymbolError(f"{path or 'ISF'}: symbol {name!r} must be a JSON object")
         addr = s.get("address")
+        if addr is not None:
+            _int(addr, f"symbol {name!r} address", str(path or "ISF"))
+            if not 0 <= addr < 1 << 64:
+                raise SymbolError(f"{path or 'ISF'}: symbol {name!r} address {addr:#x} is not a 64-bit address")
         if name and addr is not None and not name.startswith("$"):
             entries.append((addr, "?", name))
     entries.sort()
@@ -153,4 +199,4 @@ def load_isf(path: str | os.PathLike) -> tuple[TypeModel, SystemMap]:
     """(type model, symbols) from a ``.json`` or ``.json.xz`` ISF file.
     The symbols object also carries ``.banner`` and ``.release`` when known."""
     doc = read_isf(path)
-    return TypeModel(IsfSource(doc)), isf_symbols(doc, path)
+    return TypeModel(IsfSource(doc, str(path))), isf_symbols(doc, path)

@@ -47,8 +47,15 @@ def _confirm(layer, info: VmcoreInfo) -> KernelCandidate:
     if not layer.is_mapped(pa):
         cand.reason = f"swapper_pg_dir would be at {pa:#x}, which is not in this memory"
         return cand
+    page_size, va_bits = info.page_size or 4096, info.va_bits or 48
+    if page_size not in (4096, 16384, 65536):
+        cand.reason = f"its PAGESIZE {page_size} is not an AArch64 granule (4096, 16384, 65536): corrupt VMCOREINFO"
+        return cand
+    if not 36 <= va_bits <= 52:
+        cand.reason = f"its NUMBER(VA_BITS) {va_bits} is not an AArch64 VA size (36-52): corrupt VMCOREINFO"
+        return cand
     try:
-        s1 = Stage1.for_kernel(layer, pa, info.va_bits or 48, info.page_size or 4096, name="kernel stage1")
+        s1 = Stage1.for_kernel(layer, pa, va_bits, page_size, name="kernel stage1")
         checks = [(swapper, pa)]
         if stext is not None:
             checks.append((stext, (stext - kv) & 0xFFFF_FFFF_FFFF_FFFF))
@@ -79,6 +86,12 @@ def _at(layer, addr: int) -> VmcoreInfo | None:
     return info if info.complete else None
 
 
+def clean_hints(v) -> list[int]:
+    """The addresses in a cached hint (a cache file anyone may have written:
+    anything else in it is ignored, and each address is re-checked anyway)."""
+    return [a for a in (v if isinstance(v, (list, tuple)) else ()) if type(a) is int and 0 <= a < 1 << 64]
+
+
 def find_kernels(layer, ranges=None, note: dict | None = None, hints=(), first: bool = False) -> list[KernelCandidate]:
     """Every kernel whose VMCOREINFO is in ``layer`` and whose page tables live
     in ``layer`` (confirmed candidates first).
@@ -92,6 +105,7 @@ def find_kernels(layer, ranges=None, note: dict | None = None, hints=(), first: 
     infos: list[VmcoreInfo] = []
     if note:
         infos.append(VmcoreInfo(dict(note), source="VMCOREINFO ELF note"))
+    hints = clean_hints(hints)
     hinted = [i for i in (_at(layer, a) for a in hints) if i is not None]
     if hinted:
         cands = [_confirm(layer, i) for i in hinted]

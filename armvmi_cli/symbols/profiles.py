@@ -82,6 +82,12 @@ class Profile:
             raise SymbolError(f"{pj}: unreadable profile metadata: {e}") from None
         if not isinstance(meta, dict):
             raise SymbolError(f"{pj}: profile metadata must be a JSON object")
+        for key, kinds in (("name", str), ("release", str), ("banner", str), ("arch", str),
+                           ("page_size", int), ("va_bits", int), ("source", dict)):
+            v = meta.get(key)
+            if v is not None and (not isinstance(v, kinds) or isinstance(v, bool)):
+                raise SymbolError(f"{pj}: {key!r} must be a {'string' if kinds is str else kinds.__name__}, "
+                                  f"not {type(v).__name__} {v!r:.40}")
         return cls(
             dir=d, name=meta.get("name") or d.name, release=meta.get("release"), banner=meta.get("banner"),
             arch=meta.get("arch", "aarch64"), page_size=meta.get("page_size"), va_bits=meta.get("va_bits"),

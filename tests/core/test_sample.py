@@ -46,8 +46,11 @@ def test_sample_threads(capsys):
 
 def test_sample_second_run_uses_the_types_cache(capsys, tmp_path):
     _ps_json(capsys)
-    assert list((tmp_path / "cache" / "btf").glob("*.v*")), "BTF was not cached"
+    (entry,) = (tmp_path / "cache" / "btf").iterdir()  # keyed by the BTF blob's digest, not a pickle
+    assert entry.read_bytes()[:8] == b"ARMVMIC\0"
+    mtime = entry.stat().st_mtime_ns
     rc, out = _ps_json(capsys)
+    assert entry.stat().st_mtime_ns == mtime  # used, not rewritten
     assert rc == 0 and len(out["vms"][0]["tasks"]) == len(TRUTH["tasks"])
 
 

@@ -28,16 +28,16 @@ def write_elf_core(path, segments, notes: bytes = b"", truncate_to: int | None =
     phnum = len(segments) + (1 if notes else 0)
     ehdr_size, ph_size = 64, 56
     off = ehdr_size + phnum * ph_size
-    phdrs = b""
-    body = b""
+    phdrs, body = [], []  # lists: tens of thousands of segments must not cost O(n^2)
     if notes:
-        phdrs += struct.pack("<IIQQQQQQ", 4, 0, off, 0, 0, len(notes), len(notes), 0)
-        body += notes
+        phdrs.append(struct.pack("<IIQQQQQQ", 4, 0, off, 0, 0, len(notes), len(notes), 0))
+        body.append(notes)
         off += len(notes)
     for paddr, data in segments:
-        phdrs += struct.pack("<IIQQQQQQ", 1, 0, off, paddr, paddr, len(data), len(data) + memsz_extra, 0)
-        body += data
+        phdrs.append(struct.pack("<IIQQQQQQ", 1, 0, off, paddr, paddr, len(data), len(data) + memsz_extra, 0))
+        body.append(data)
         off += len(data)
+    phdrs, body = b"".join(phdrs), b"".join(body)
     ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
     ehdr = ident + struct.pack("<HHIQQQIHHHHHH", 4, 183, 1, 0, ehdr_size, 0, 0, ehdr_size, ph_size, phnum, 0, 0, 0)
     blob = ehdr + phdrs + body
@@ -90,3 +90,23 @@ def sample_memory() -> BytesMemory:
             0x8000_0000: page_pattern(0x8000_0000, 0x11000, seed=2),
         }
     )
+
+
+def write_many_loads_elf(path, n: int, page: int = 4096, overlap: bool = False):
+    """An ELF core with ``n`` one-page PT_LOADs (a hostile-input shape: the
+    audit's 30,000).  With ``overlap`` every segment also covers its
+    neighbour's page, so overlap resolution has work to do."""
+    data = bytes(3 * page if overlap else page)
+    return write_elf_core(path, [(0x4000_0000 + i * 2 * page, data) for i in range(n)][::-1])
+
+
+def write_many_ranges_lime(path, n: int, size: int = 1, magic: int = 0x4C694D45, version: int = 1):
+    """A LiME (or, with AVML's magic and version 2, AVML-like headers) file of
+    ``n`` tiny ranges, one every other page."""
+    out = bytearray()
+    for i in range(n):
+        s = 0x4000_0000 + i * 8192
+        out += struct.pack("<IIQQ8x", magic, version, s, s + size - 1) + bytes(size)
+    with open(path, "wb") as f:
+        f.write(out)
+    return path

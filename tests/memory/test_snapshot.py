@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from armvmi_cli.errors import ImageFormatError, MemoryReadError, UsageError
 from armvmi_cli.memory import open_image
-from armvmi_cli.memory.armvmi_snapshot import HEADER, SnapshotMemory, pack, page_ranges
+from armvmi_cli.memory.armvmi_snapshot import HEADER, VERSION, SnapshotMemory, pack, page_ranges
 from armvmi_cli.memory.events import find_event_log
 from armvmi_cli.memory.recording import RecordingMemory, read_page_list
 
@@ -160,7 +160,7 @@ def test_corrupt_header_and_index(snap, tmp_path):
         def newer(d):
             import struct
             import zlib
-            d[8:10] = (2).to_bytes(2, "little")
+            d[8:10] = (VERSION + 1).to_bytes(2, "little")
             d[56:60] = struct.pack("<I", zlib.crc32(bytes(d[: HEADER.size - 8])))
         open_image(_mutate(snap, tmp_path, newer))
 

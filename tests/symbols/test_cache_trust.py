@@ -207,3 +207,20 @@ def test_unusable_home_or_cache_dir(tmp_path, where, nocache):
         r = _run(env, *args)
     assert r.returncode == 0, r.stderr
     assert "cryptominer" in r.stdout and r.stderr == ""
+
+
+@pytest.mark.parametrize("content", ["null", "[]", "7", '{"vmcoreinfo:guest (plain dump, no stage 2)": "abc"}',
+                                     '{"vmcoreinfo:guest (plain dump, no stage 2)": [1e308, -5, "a", 99999999999999999999999]}',
+                                     '{"vmcoreinfo:guest (plain dump, no stage 2)": [4096, 1]}'])
+def test_image_facts_of_the_wrong_shape_are_ignored(tmp_path, monkeypatch, capsys, content):
+    """The per-image facts (where VMCOREINFO was found) are hints, re-checked;
+    a file of the wrong shape is absent, never exit 3 or another answer."""
+    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
+    assert main(["ps", str(SAMPLE), "--json"]) == 0
+    want = json.loads(capsys.readouterr().out)["vms"][0]["tasks"]
+    facts = list((tmp_path / "cache" / "images").glob("*.json"))
+    assert facts
+    for f in facts:
+        f.write_text(content)
+    assert main(["ps", str(SAMPLE), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["vms"][0]["tasks"] == want
