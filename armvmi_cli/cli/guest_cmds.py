@@ -95,7 +95,7 @@ def translate(
     json: Json = False,
 ):
     """Translate GVA -> GPA -> HPA (or GPA -> HPA), showing every level of both walks."""
-    from ..errors import ExitCode, UsageError
+    from ..errors import ArmvmiError, ExitCode, UsageError
     from ..translate import translate_address
     from . import render
 
@@ -104,19 +104,30 @@ def translate(
     s = opts.open(image)
     v = s.vm(opts.vm)
     text = gva if gva is not None else gpa
-    addrs = [line.strip() for line in sys.stdin if line.strip()] if text == "-" else [text]
     kind = "gva" if gva is not None else "gpa"
-    results = [translate_address(v, a, kind, pid) for a in addrs]
-    failed = any(r["fault"] for r in results)
-    if json:
-        if len(results) == 1 and text != "-":
-            render.print_json(results[0])
+    if text != "-":
+        r = translate_address(v, text, kind, pid)
+        render.print_json(r) if json else _print_translations([r])
+        raise typer.Exit(int(ExitCode.NOT_FOUND if r["fault"] else ExitCode.OK))
+    # Batch: one result or one error record per line, in order; a bad line never stops the rest.
+    failed = False
+    for line in sys.stdin:
+        a = line.strip()
+        if not a:
+            continue
+        try:
+            r = translate_address(v, a, kind, pid)
+        except ArmvmiError as e:
+            r = {"input": a, "kind": kind, "vm": v.name, "vm_id": v.json_vm_id, "error": str(e)}
+        failed = failed or bool(r.get("error") or r.get("fault"))
+        if json:
+            render.print_jsonl(r)
+        elif r.get("error"):
+            render.warn(f"{a}: {r['error']}")
         else:
-            for r in results:
-                render.print_jsonl(r)
-    else:
-        _print_translations(results)
-    raise typer.Exit(int(ExitCode.NOT_FOUND if failed else ExitCode.OK))
+            _print_translations([r])
+        sys.stdout.flush()
+    raise typer.Exit(int(ExitCode.PARTIAL if failed else ExitCode.OK))
 
 
 def _print_translations(results):
