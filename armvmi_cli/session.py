@@ -375,6 +375,12 @@ class Session:
                 self._maps_used.add(path)
                 return sm
             tried.append(f"{path} ({why})")
+        if self.symopts.isf and not self.symopts.system_maps:
+            # An ISF carries the kernel's symbol table too: use it like a System.map.
+            _, isf_syms = self._load_isf()
+            if len(isf_syms) and map_fits(isf_syms, vi)[0]:
+                info.symbols_source = f"ISF {self.symopts.isf} (its symbol table)"
+                return isf_syms
         if self.symopts.system_maps:
             rel = vi.release or "?"
             raise ProfileMismatchError(
@@ -436,12 +442,18 @@ class Session:
                 return prof
         return None
 
+    def _load_isf(self):
+        """(type model, symbols) of ``--isf``, read once per session."""
+        if getattr(self, "_isf", None) is None:
+            from .symbols.isf import load_isf
+
+            self._isf = load_isf(self.symopts.isf)
+        return self._isf
+
     def _load_types(self, kernel):
         info = kernel.info
         if self.symopts.isf:
-            from .symbols.isf import load_isf
-
-            tm, isf_syms = load_isf(self.symopts.isf)
+            tm, isf_syms = self._load_isf()
             # An ISF is one kernel build's layouts: refuse another kernel's.
             vi = kernel.vmcoreinfo
             release = getattr(isf_syms, "release", None)
