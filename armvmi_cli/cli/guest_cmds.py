@@ -130,21 +130,27 @@ def translate(
     raise typer.Exit(int(ExitCode.PARTIAL if failed else ExitCode.OK))
 
 
+def _walk_columns():
+    from ..view import Column
+
+    return (Column("level", "level", "right"), Column("table", "table"), Column("layer", "in layer", priority=3),
+            Column("index", "index", "right", priority=2), Column("descriptor", "descriptor", priority=1),
+            Column("meaning", "meaning", kind="text"))
+
+
 def _print_translations(results):
-    from rich.table import Table
+    from rich.markup import escape
 
     from . import render
+    from .views import show_table
 
     con = render.console()
     for r in results:
-        con.print(f"[bold]{r['input']}[/bold] ({r['kind']}{', ' + r['symbol'] if r.get('symbol') else ''})")
+        con.print(f"[bold]{escape(r['input'])}[/bold] ({r['kind']}{', ' + escape(r['symbol']) if r.get('symbol') else ''})")
         for walk in r["walks"]:
-            tab = Table(title=f"{walk['layer']}: {walk['input']}", title_justify="left")
-            for c in ("level", "table", "in layer", "index", "descriptor", "meaning"):
-                tab.add_column(c, no_wrap=True)
-            for st in walk["steps"]:
-                tab.add_row(str(st.get("level")), st.get("table_address", ""), st.get("table_layer", ""), str(st.get("index", "")), st.get("descriptor", ""), st.get("meaning", ""))
-            con.print(tab)
+            rows = [[st.get("level"), st.get("table_address"), st.get("table_layer"), st.get("index"),
+                     st.get("descriptor"), st.get("meaning")] for st in walk["steps"]]
+            show_table(f"{walk['layer']}: {walk['input']}", _walk_columns(), rows)
             if walk.get("fault"):
                 con.print(f"  [red]fault:[/red] {walk['fault']}")
             else:

@@ -43,3 +43,64 @@ def test_translate_batch_text_keeps_going(nokaslr_capture, cache, capsys, monkey
     assert main(["translate", str(nokaslr_capture.image), "--gva", "-"]) == 5
     cap = capsys.readouterr()
     assert "bogus_symbol_q" in cap.err and "gpa 0x" in cap.out
+
+
+# -- narrow terminals ---------------------------------------------------------------------------------
+import re
+import sys
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+HEXWORD = re.compile(r"0x[0-9a-f]{8,}")
+
+
+@pytest.fixture
+def tty80(monkeypatch):
+    """A forced 80-column terminal: stdout (capsys's, patched inside the test) claims to be a tty."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("TERM", "xterm")
+
+    def tty(on=True):
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: on)
+
+    return tty
+
+
+def _screen(capsys):
+    out = ANSI.sub("", capsys.readouterr().out)
+    assert all(len(line) <= 80 for line in out.splitlines()), max(out.splitlines(), key=len)
+    return out
+
+
+def _addresses(doc) -> set[str]:
+    return set(HEXWORD.findall(json.dumps(doc)))
+
+
+def _json(capsys, argv):
+    main([*argv, "--json"])
+    return json.loads(capsys.readouterr().out)
+
+
+def test_translate_table_keeps_every_address_whole(nokaslr_capture, cache, capsys, tty80, monkeypatch):
+    img = str(nokaslr_capture.image)
+    doc = _json(capsys, ["translate", img, "--gva", "init_task"])
+    tty80()
+    assert main(["translate", img, "--gva", "init_task"]) == 0
+    screen = _screen(capsys)
+    want = {st["table_address"] for w in doc["walks"] for st in w["steps"]}
+    want |= {st["descriptor"] for w in doc["walks"] for st in w["steps"]}
+    assert want and want <= set(HEXWORD.findall(screen)), want - set(HEXWORD.findall(screen))
+
+
+def test_host_tables_keep_every_address_whole(nested_capture, cache, capsys, tty80, monkeypatch):
+    """verify's findings, vms' memory and registry tables at 80 columns."""
+    img, log = str(nested_capture.image), str(nested_capture.smclog)
+    gt = nested_capture.ground_truth["vms"][0]
+    kvm, vttbr = f"{int(gt['struct_kvm_va'], 16):#x}", f"{int(gt['vttbr'], 16) & ~1:#x}"
+    tty80()
+    assert main(["verify", img, "--events", log, "--until", "0", "--no-guests"]) == 1
+    screen = _screen(capsys)
+    assert kvm in screen and vttbr in screen and "hidden-vm" in screen
+    assert main(["vms", img, "--events", log]) == 0
+    screen = _screen(capsys)
+    words = set(HEXWORD.findall(screen))
+    assert kvm in words and f"{int(gt['stage2_base'], 16):#x}" in words
