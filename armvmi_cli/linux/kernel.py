@@ -39,8 +39,9 @@ class KernelInfo:
         """What a confirmed ``symbols.kaslr.KernelCandidate`` (VMCOREINFO + walk) tells."""
         vi = cand.vmcoreinfo
         return cls(release=vi.release, build_id=vi.build_id, slide=cand.slide, slide_source=slide_source,
-                   kimage_voffset=vi.kimage_voffset, phys_offset=vi.phys_offset, page_size=vi.page_size or 4096,
-                   va_bits=vi.va_bits or 48, swapper_pg_dir=vi.symbol("swapper_pg_dir"),
+                   kimage_voffset=vi.kimage_voffset, phys_offset=vi.phys_offset,
+                   page_size=vi.page_size or getattr(cand, "page_size", None) or 4096,
+                   va_bits=vi.va_bits or getattr(cand, "va_bits", None) or 48, swapper_pg_dir=vi.symbol("swapper_pg_dir"),
                    swapper_pg_dir_pa=cand.swapper_pa, ttbr1_source=ttbr1_source)
 
 
