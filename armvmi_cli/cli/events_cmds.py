@@ -55,7 +55,9 @@ def resolve_log(target: Path, events: Optional[Path] = None):
 
     if events is not None:
         if not Path(events).is_file():
-            raise UsageError(f"--events {events}: no such file")
+            from ..memory.events import not_a_file
+
+            raise UsageError(f"--events {events}: {not_a_file(events)}")
         return str(events), f"--events {events}"
     if not target.exists():
         raise UsageError(f"{target}: no such file")
