@@ -96,6 +96,9 @@ def test_every_command_json_on_the_sample(tmp_path, capsys, monkeypatch):
     assert sym["address"] == INIT_TASK
     (ps,) = ran[("ps",)]
     assert ps["vms"][0]["vm"] == "guest" and ps["vms"][0]["vm_id"] is None
+    (st,) = ran[("struct",)]
+    parent = next(f for f in st["fields"] if f["name"] == "real_parent")
+    assert parent["value"].startswith("0x")  # a pointer is an address, whatever its size
 
 
 def test_every_command_json_on_the_nested_capture(tmp_path, capsys, monkeypatch):
