@@ -196,10 +196,10 @@ class Session:
         for rec in self.registry.live():
             s2 = Stage2(self.memory, rec.vttbr, rec.vtcr, name=f"stage2 vm {rec.vm_id}")
             out.append(VM(self, rec.vm_id, f"vm {rec.vm_id}", s2, stage2=s2, record=rec, ram=(rec.ram_base, rec.ram_size)))
-        out.extend(self._unlogged_vms(bool(out)))
+        out.extend(self._unlogged_vms())
         return out
 
-    def _unlogged_vms(self, log_has_vms: bool) -> list[VM]:
+    def _unlogged_vms(self) -> list[VM]:
         """VMs on KVM's vm_list that the log does not hold live, each with
         its ``hidden-vm`` finding.  The host kernel is located once per
         session (and cached per image); a dump with no host kernel or no KVM
@@ -209,8 +209,8 @@ class Session:
 
             found = unlogged_vms(self)
         except ArmvmiError as e:
-            if self.host_system_map or not log_has_vms:
-                self.warnings.append(f"VMs in host memory not examined ({e}); only the event log's VMs are listed")
+            # Said every time: a VM the log hides cannot be ruled out.
+            self.warnings.append(f"VMs in host memory not examined ({e}); only the event log's VMs are listed")
             return []
         for vm, finding in found:
             self.findings.append(finding)
