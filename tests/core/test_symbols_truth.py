@@ -88,3 +88,12 @@ def test_isf_symbol_table_is_used(guest_capture, cache, no_profiles, capsys):
     assert k.symbol("init_task") == sm.address("init_task") + k.info.slide
     assert main(["symbols", str(guest_capture.image), "--isf", str(isf), "--address", hex(va + 4)]) == 0
     assert capsys.readouterr().out.strip().endswith("idle_sched_class+0x4")
+
+
+def test_nothing_is_named_after_the_end_of_the_image(nokaslr_capture, cache, capsys):
+    sm = SystemMap.load(nokaslr_capture.system_map)
+    k = _kernel(nokaslr_capture, system_map=nokaslr_capture.system_map)
+    end = sm.address("_end") + k.info.slide
+    assert k.lookup(end - 8) is not None
+    assert k.lookup(end) is None and k.lookup(end + 0x1FF0000) is None
+    assert main(["symbols", str(nokaslr_capture.image), "-m", str(nokaslr_capture.system_map), "--address", hex(end + 0x100)]) == 4
