@@ -213,10 +213,10 @@ class Session:
                 few = ", ".join(map(str, ids[:4])) + (", ..." if len(ids) > 4 else "")
                 self.warnings.append(f"{len(ids)} VMs ({few}) have the same stage-2 tables and VTCR: "
                                      "read as one guest memory, its kernel located once")
-        out.extend(self._unlogged_vms(bool(out)))
+        out.extend(self._unlogged_vms())
         return out
 
-    def _unlogged_vms(self, log_has_vms: bool) -> list[VM]:
+    def _unlogged_vms(self) -> list[VM]:
         """VMs on KVM's vm_list that the log does not hold live, each with
         its ``hidden-vm`` finding.  The host kernel is located once per
         session (and cached per image); a dump with no host kernel or no KVM
@@ -226,8 +226,8 @@ class Session:
 
             found = unlogged_vms(self)
         except ArmvmiError as e:
-            if self.host_system_map or not log_has_vms:
-                self.warnings.append(f"VMs in host memory not examined ({e}); only the event log's VMs are listed")
+            # Said every time: a VM the log hides cannot be ruled out.
+            self.warnings.append(f"VMs in host memory not examined ({e}); only the event log's VMs are listed")
             return []
         for vm, finding in found:
             self.findings.append(finding)
@@ -453,6 +453,12 @@ class Session:
                 self._maps_used.add(path)
                 return sm
             tried.append(f"{path} ({why})")
+        if self.symopts.isf and not self.symopts.system_maps:
+            # An ISF carries the kernel's symbol table too: use it like a System.map.
+            _, isf_syms = self._load_isf()
+            if len(isf_syms) and map_fits(isf_syms, vi)[0]:
+                info.symbols_source = f"ISF {self.symopts.isf} (its symbol table)"
+                return isf_syms
         if self.symopts.system_maps:
             rel = vi.release or "?"
             raise ProfileMismatchError(
@@ -543,12 +549,18 @@ class Session:
                 return prof
         return None
 
+    def _load_isf(self):
+        """(type model, symbols) of ``--isf``, read once per session."""
+        if getattr(self, "_isf", None) is None:
+            from .symbols.isf import load_isf
+
+            self._isf = load_isf(self.symopts.isf)
+        return self._isf
+
     def _load_types(self, kernel):
         info = kernel.info
         if self.symopts.isf:
-            from .symbols.isf import load_isf
-
-            tm, isf_syms = load_isf(self.symopts.isf)
+            tm, isf_syms = self._load_isf()
             # An ISF is one kernel build's layouts: refuse another kernel's.
             vi = kernel.vmcoreinfo
             release = getattr(isf_syms, "release", None)

@@ -82,7 +82,7 @@ def _walk_dict(trace, lower_stage2=None) -> dict:
 
 def translate_address(vm, text: str, kind: str = "gva", pid: int | None = None) -> dict:
     """Both walks for one address; a dict with stable field names."""
-    out = {"input": text, "kind": kind, "vm": vm.vm_id, "symbol": None, "walks": [], "chain": [], "fault": None}
+    out = {"input": text, "kind": kind, "vm": vm.name, "vm_id": vm.json_vm_id, "symbol": None, "walks": [], "chain": [], "fault": None}
     gpa = None
     if kind == "gva":
         k = vm.kernel

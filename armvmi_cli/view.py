@@ -125,6 +125,45 @@ def to_json(value, kind=None):
     return str(value)
 
 
+# -- the one convention, applied to every document a command prints -------------------------------
+
+import re as _re
+
+# Keys whose integer values are addresses, register values, table bases or descriptors.
+ADDRESS_KEY = _re.compile(
+    r"^(address|addr|start|end|base|va|pa|gva|gpa|hpa|phys|target|descriptor|vttbr|vtcr|ttbr[01]?|tcr|sctlr|vbar"
+    r"|struct_kvm|struct_kvm_vcpu|task_struct|swapper_pg_dir|kimage_voffset|phys_offset|page_offset|kaslr_slide"
+    r"|slide|x\d+|sp|pc|elr|pstate)$"
+    r"|(_addr|_address|_va|_pa|_gpa|_hpa|_phys|_base|_voffset|_el[0-3])$", _re.IGNORECASE)
+MAX_SAFE_INT = 2**53  # beyond this a JSON number loses bits in most tools
+
+
+def json_convention(value, key=None):
+    """A JSON-able document by the convention of man/armvmi.1: an integer
+    under an address-like key, or any integer too large for a double, is a
+    ``"0x..."`` string; other numbers stay numbers; ``vm`` is a string label
+    and ``vm_id`` the registry's number or null."""
+    if isinstance(value, dict):
+        out = {k: json_convention(v, k) for k, v in value.items()}
+        if "vm" in out or "vm_id" in out:
+            vm, vm_id = out.get("vm"), out.get("vm_id")
+            if isinstance(vm_id, str):  # a label where a number belongs ("kvm-97", "guest", "host")
+                out["vm_id"] = None
+                out.setdefault("vm", vm_id)
+                if out["vm"] is None:
+                    out["vm"] = vm_id
+            if "vm" in out and out["vm"] is not None and not isinstance(out["vm"], str):
+                out["vm"] = str(out["vm"])
+        return out
+    if isinstance(value, (list, tuple)):
+        return [json_convention(v, key) for v in value]
+    if isinstance(value, bool) or not isinstance(value, int):
+        return value
+    if key not in ("vm_id",) and ((key is not None and ADDRESS_KEY.search(str(key))) or abs(value) > MAX_SAFE_INT):
+        return f"{value:#x}" if value >= 0 else f"-{-value:#x}"
+    return value
+
+
 def record(cls):
     """Class decorator for view records: a dataclass that JSON-encodes by
     field metadata (even if it also has its own ``to_dict``)."""

@@ -260,7 +260,6 @@ def vms(
 
 def render_registry(res, rows, where: str) -> None:
     """Text rendering of `vms` (rich tables); the lead may reuse it with extra rows."""
-    from rich.table import Table
 
     from ..firmware import report
     from .render import console
@@ -280,10 +279,15 @@ def render_registry(res, rows, where: str) -> None:
         sel = [r for r in rows if r["live"] == live]
         if not sel:
             continue
-        table = Table(title="live VMs" if live else "history (migrated away / destroyed)", title_justify="left")
-        for col in ("vm_id", "slot", "state", "struct kvm", "VMID", "stage-2 base", "IPA/granule/start", "guest RAM",
-                    "vCPU", "run", "TTBR0_EL1", "TTBR1_EL1", "seq"):
-            table.add_column(col, no_wrap=True)
+        from ..view import Column
+        from .views import show_table
+
+        cols = (Column("vm_id", "vm_id"), Column("slot", "slot", priority=8), Column("state", "state", priority=4),
+                Column("kvm", "struct kvm", priority=2), Column("vmid", "VMID", priority=6),
+                Column("s2", "stage-2 base", priority=1), Column("geo", "IPA/granule/start", priority=7),
+                Column("ram", "guest RAM", priority=3), Column("vcpu", "vCPU", priority=9), Column("run", "run", priority=10),
+                Column("ttbr0", "TTBR0_EL1", priority=5), Column("ttbr1", "TTBR1_EL1", priority=5), Column("seq", "seq", priority=11))
+        table = []
         for r in sel:
             geo = f"{r['ipa_bits']}b {r['granule']} L{r['start_level']}" + (
                 f"x{r['concatenated_tables']}" if (r["concatenated_tables"] or 1) > 1 else "")
@@ -295,8 +299,8 @@ def render_registry(res, rows, where: str) -> None:
             for i, c in enumerate(vcpus):
                 lead = first if i == 0 else [""] * len(first)
                 cells = ["-", "", "", ""] if c is None else [str(c["index"]), c["run_state"], f"{c['ttbr0']:#x}", f"{c['ttbr1']:#x}"]
-                table.add_row(*lead, *cells, seqs if i == 0 else "")
-        con.print(table)
+                table.append([*lead, *cells, seqs if i == 0 else ""])
+        show_table("live VMs" if live else "history (migrated away / destroyed)", cols, table)
     if not rows:
         con.print("no VMs in the registry")
     s = report.anomaly_summary(res)

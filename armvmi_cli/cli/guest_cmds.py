@@ -103,7 +103,7 @@ def translate(
     json: Json = False,
 ):
     """Translate GVA -> GPA -> HPA (or GPA -> HPA), showing every level of both walks."""
-    from ..errors import ExitCode, UsageError
+    from ..errors import ArmvmiError, ExitCode, UsageError
     from ..translate import translate_address
     from . import render
 
@@ -112,36 +112,53 @@ def translate(
     s = opts.open(image)
     v = s.vm(opts.vm)
     text = gva if gva is not None else gpa
-    addrs = [line.strip() for line in sys.stdin if line.strip()] if text == "-" else [text]
     kind = "gva" if gva is not None else "gpa"
-    results = [translate_address(v, a, kind, pid) for a in addrs]
-    failed = any(r["fault"] for r in results)
-    if json:
-        if len(results) == 1 and text != "-":
-            render.print_json(results[0])
+    if text != "-":
+        r = translate_address(v, text, kind, pid)
+        render.print_json(r) if json else _print_translations([r])
+        raise typer.Exit(int(ExitCode.NOT_FOUND if r["fault"] else ExitCode.OK))
+    # Batch: one result or one error record per line, in order; a bad line never stops the rest.
+    failed = False
+    for line in sys.stdin:
+        a = line.strip()
+        if not a:
+            continue
+        try:
+            r = translate_address(v, a, kind, pid)
+        except ArmvmiError as e:
+            r = {"input": a, "kind": kind, "vm": v.name, "vm_id": v.json_vm_id, "error": str(e)}
+        failed = failed or bool(r.get("error") or r.get("fault"))
+        if json:
+            render.print_jsonl(r)
+        elif r.get("error"):
+            render.warn(f"{a}: {r['error']}")
         else:
-            for r in results:
-                render.print_jsonl(r)
-    else:
-        _print_translations(results)
-    raise typer.Exit(int(ExitCode.NOT_FOUND if failed else ExitCode.OK))
+            _print_translations([r])
+        sys.stdout.flush()
+    raise typer.Exit(int(ExitCode.PARTIAL if failed else ExitCode.OK))
+
+
+def _walk_columns():
+    from ..view import Column
+
+    return (Column("level", "level", "right"), Column("table", "table"), Column("layer", "in layer", priority=3),
+            Column("index", "index", "right", priority=2), Column("descriptor", "descriptor", priority=1),
+            Column("meaning", "meaning", kind="text"))
 
 
 def _print_translations(results):
-    from rich.table import Table
+    from rich.markup import escape
 
     from . import render
+    from .views import show_table
 
     con = render.console()
     for r in results:
-        con.print(f"[bold]{r['input']}[/bold] ({r['kind']}{', ' + r['symbol'] if r.get('symbol') else ''})")
+        con.print(f"[bold]{escape(r['input'])}[/bold] ({r['kind']}{', ' + escape(r['symbol']) if r.get('symbol') else ''})")
         for walk in r["walks"]:
-            tab = Table(title=f"{walk['layer']}: {walk['input']}", title_justify="left")
-            for c in ("level", "table", "in layer", "index", "descriptor", "meaning"):
-                tab.add_column(c, no_wrap=True)
-            for st in walk["steps"]:
-                tab.add_row(str(st.get("level")), st.get("table_address", ""), st.get("table_layer", ""), str(st.get("index", "")), st.get("descriptor", ""), st.get("meaning", ""))
-            con.print(tab)
+            rows = [[st.get("level"), st.get("table_address"), st.get("table_layer"), st.get("index"),
+                     st.get("descriptor"), st.get("meaning")] for st in walk["steps"]]
+            show_table(f"{walk['layer']}: {walk['input']}", _walk_columns(), rows)
             if walk.get("fault"):
                 con.print(f"  [red]fault:[/red] {walk['fault']}")
             else:

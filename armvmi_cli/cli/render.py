@@ -45,12 +45,19 @@ def _default(o):
     return str(o)
 
 
+def _convention(obj):
+    """Every printed document follows the one convention (man/armvmi.1, JSON OUTPUT)."""
+    from ..view import json_convention
+
+    return json_convention(json.loads(json.dumps(obj, default=_default)))
+
+
 def print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, default=_default, indent=2) + "\n")
+    sys.stdout.write(json.dumps(_convention(obj), indent=2) + "\n")
 
 
 def print_jsonl(obj) -> None:
-    sys.stdout.write(json.dumps(obj, default=_default, separators=(",", ":")) + "\n")
+    sys.stdout.write(json.dumps(_convention(obj), separators=(",", ":")) + "\n")
 
 
 _ASCII = bytes(b if 32 <= b < 127 else 0x2E for b in range(256))

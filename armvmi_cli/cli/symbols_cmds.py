@@ -59,14 +59,13 @@ def list_(json: Json = False):
         where = ", ".join(str(d) for d in search_path())
         print(f"no profiles (searched {where}); make one with `armvmi profile create`")
         return
-    from rich.table import Table
+    from ..view import Column
+    from .views import show_table
 
-    t = Table(box=None, pad_edge=False)
-    for col in ("NAME", "RELEASE", "TYPES", "DIR"):
-        t.add_column(col)
-    for p in profs:
-        t.add_row(p.name, p.release or "-", p.source.get("types", "-") if isinstance(p.source, dict) else "-", str(p.dir))
-    render.console().print(t)
+    cols = (Column("name", "NAME"), Column("release", "RELEASE", priority=2), Column("types", "TYPES", priority=3),
+            Column("dir", "DIR", priority=1))
+    show_table("profiles", cols, [[p.name, p.release or "-", p.source.get("types", "-") if isinstance(p.source, dict) else "-",
+                                   str(p.dir)] for p in profs])
 
 
 @profile_app.command("show")

@@ -42,19 +42,15 @@ def verify(
 
 
 def render_report(con, rep, session) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
     con.print(f"event log: {session.events_source or 'none (memory-side checks only)'}", markup=False)
     if rep.findings:
-        t = Table(title=f"{len(rep.findings)} finding(s)", title_justify="left")
-        for col in ("severity", "kind", "vm", "finding"):
-            t.add_column(col, no_wrap=col != "finding", overflow="fold")
-        for f in rep.findings:
-            style = SEVERITY_STYLE.get(f.severity, "")
-            t.add_row(f"[{style}]{f.severity}[/]" if style else f.severity, f.kind,
-                      "-" if f.vm_id is None else escape(str(f.vm_id)), escape(f.message))
-        con.print(t)
+        from ..view import Column
+        from .views import show_table
+
+        cols = (Column("severity", "severity"), Column("kind", "kind"), Column("vm", "vm", priority=1),
+                Column("finding", "finding", kind="text"))
+        show_table(f"{len(rep.findings)} finding(s)", cols,
+                   [[f.severity, f.kind, "-" if f.vm_id is None else str(f.vm_id), f.message] for f in rep.findings])
     else:
         partial = ("no findings, but the log could not be compared with memory" if session.events is not None else
                    "no findings, but no VM list could be read from memory")
@@ -69,17 +65,18 @@ def render_report(con, rep, session) -> None:
 
 def render_memory_vms(con, rows: list[dict]) -> None:
     """The VMs found in host memory (``host.vms.host_vm_rows``) as a table, for ``armvmi vms``."""
-    from rich.table import Table
+    from ..view import Column
+    from .views import show_table
 
-    t = Table(title="VMs in host memory (KVM vm_list)", title_justify="left")
-    for col in ("vm_id", "struct kvm", "VMID", "VTTBR", "VTCR", "IPA/start", "guest RAM", "VMM", "vCPUs", "in log"):
-        t.add_column(col, no_wrap=True)
-    for r in rows:
-        ram = "-" if r["ram_base"] is None else f"{r['ram_base']:#x}+{r['ram_size']:#x}"
-        t.add_row(r["label"] if r["vm_id"] is None else str(r["vm_id"]), f"{r['struct_kvm']:#x}", str(r["vmid"]),
-                  f"{r['vttbr']:#x}", f"{r['vtcr']:#x}", f"{r['ipa_bits']}b L{r['start_level']}", ram,
-                  f"{r['vmm_pid']} {r['vmm_comm'] or '?'}", str(len(r["vcpus"])), "yes" if r["in_log"] else "-" if r["in_log"] is None else "NO")
-    con.print(t)
+    cols = (Column("vm_id", "vm_id"), Column("struct_kvm", "struct kvm"), Column("vmid", "VMID", "right", priority=3),
+            Column("vttbr", "VTTBR", priority=1), Column("vtcr", "VTCR", priority=4), Column("ipa", "IPA/start", priority=5),
+            Column("ram", "guest RAM", priority=2), Column("vmm", "VMM", priority=6), Column("vcpus", "vCPUs", "right", priority=7),
+            Column("in_log", "in log"))
+    show_table("VMs in host memory (KVM vm_list)", cols, [
+        [r["label"] if r["vm_id"] is None else str(r["vm_id"]), f"{r['struct_kvm']:#x}", r["vmid"], f"{r['vttbr']:#x}",
+         f"{r['vtcr']:#x}", f"{r['ipa_bits']}b L{r['start_level']}",
+         "-" if r["ram_base"] is None else f"{r['ram_base']:#x}+{r['ram_size']:#x}", f"{r['vmm_pid']} {r['vmm_comm'] or '?'}",
+         len(r["vcpus"]), "yes" if r["in_log"] else "-" if r["in_log"] is None else "NO"] for r in rows])
     if rows:
         con.print(f"host: {'VHE' if rows[0]['vhe'] else 'nVHE' if rows[0]['vhe'] is False else 'VHE?'} "
                   f"({rows[0]['vhe_source']})", markup=False)

@@ -160,6 +160,18 @@ def table(title: str, columns, records, stream=None) -> None:
     rich_table(title, columns, rows)
 
 
+def show_table(title: str, columns, rows, stream=None) -> None:
+    """Rows already as text under declared :class:`Column` s: the one table
+    printer for hand-built tables too (translate, verify, vms, events,
+    profiles), so none cuts an address or a name on a narrow terminal."""
+    stream = stream or sys.stdout
+    rows = [[("" if v is None else str(v)) for v in row] for row in rows]
+    if not stream.isatty():
+        plain_table(title, columns, rows, stream)
+        return
+    rich_table(title, columns, rows)
+
+
 def plain_table(title, columns, rows, stream) -> None:
     widths = [len(c.title) for c in columns]
     for row in rows:
@@ -177,11 +189,16 @@ def plain_table(title, columns, rows, stream) -> None:
     stream.write("\n".join(lines) + "\n")
 
 
+TEXT_MIN = 24
+
+
 def fit_columns(columns, rows, width: int) -> list[int]:
     """Indices of the columns to show in ``width`` characters: drop the
     least important (highest priority number, rightmost first) until the
     rest fit; priority-0 columns always stay."""
+    # Free text (kind "text": a message, a descriptor's meaning) wraps at words; it needs little width.
     need = [max([len(columns[i].title)] + [len(r[i]) for r in rows]) for i in range(len(columns))]
+    need = [min(n, TEXT_MIN) if columns[i].kind == "text" else n for i, n in enumerate(need)]
     keep = list(range(len(columns)))
 
     def total():
@@ -207,7 +224,9 @@ def rich_table(title, columns, rows) -> None:
     for i in keep:
         c = columns[i]
         # Addresses and names are never cut: the table folds whole columns instead.
-        tab.add_column(c.title, justify=c.align, no_wrap=True, overflow="fold")
+        wrap = c.kind == "text"
+        tab.add_column(c.title, justify=c.align, no_wrap=not wrap, overflow="fold",
+                       min_width=None if wrap else max([len(c.title)] + [len(r[i]) for r in rows]))
     for row in rows:
         tab.add_row(*(escape(row[i]) for i in keep))
     con.print(tab)

@@ -28,7 +28,9 @@ def json_line(obj) -> str:
     """One JSON Lines line (compact, stable key order as built)."""
     import json
 
-    return json.dumps(obj, separators=(",", ":")) + "\n"
+    from ..view import json_convention
+
+    return json.dumps(json_convention(obj), separators=(",", ":")) + "\n"
 
 
 def json_safe(obj):

@@ -56,7 +56,12 @@ class Finding:
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON by the one convention: ``vm`` a string label, ``vm_id`` the registry's number or null."""
+        d = asdict(self)
+        v = d.pop("vm_id")
+        num = v if isinstance(v, int) and not isinstance(v, bool) else None
+        return {"severity": d["severity"], "kind": d["kind"], "vm": None if v is None else str(v), "vm_id": num,
+                "message": d["message"], "details": d["details"]}
 
 
 @dataclass

@@ -39,7 +39,7 @@ def _fields(kernel, obj: Object, depth: int) -> list[dict]:
             rows.append(row)
             continue
         if isinstance(val, Pointer):
-            row["value"] = int(val)
+            row["value"] = f"{int(val):#x}"  # an address: a 0x string in JSON, like every address
             sym = kernel.lookup(int(val)) if int(val) else None
             row["display"] = f"{int(val):#x}" + (f" <{sym[0]}+{sym[1]:#x}>" if sym else "")
         elif isinstance(val, Object):

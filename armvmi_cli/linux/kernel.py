@@ -38,10 +38,14 @@ class KernelInfo:
     def from_candidate(cls, cand, slide_source: str, ttbr1_source: str) -> "KernelInfo":
         """What a confirmed ``symbols.kaslr.KernelCandidate`` (VMCOREINFO + walk) tells."""
         vi = cand.vmcoreinfo
-        return cls(release=vi.release, build_id=vi.build_id, slide=cand.slide, slide_source=slide_source,
-                   kimage_voffset=vi.kimage_voffset, phys_offset=vi.phys_offset, page_size=vi.page_size or 4096,
-                   va_bits=vi.va_bits or 48, swapper_pg_dir=vi.symbol("swapper_pg_dir"),
+        info = cls(release=vi.release, build_id=vi.build_id, slide=cand.slide, slide_source=slide_source,
+                   kimage_voffset=vi.kimage_voffset, phys_offset=vi.phys_offset,
+                   page_size=getattr(cand, "page_size", None) or vi.page_size or 4096,
+                   va_bits=getattr(cand, "va_bits", None) or vi.va_bits or 48, swapper_pg_dir=vi.symbol("swapper_pg_dir"),
                    swapper_pg_dir_pa=cand.swapper_pa, ttbr1_source=ttbr1_source)
+        if getattr(cand, "geometry_note", ""):
+            info.notes.append(cand.geometry_note)
+        return info
 
 
 class Kernel:

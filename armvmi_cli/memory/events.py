@@ -12,6 +12,23 @@ import os
 from .base import PhysicalMemory
 
 
+def not_a_file(p) -> str:
+    """Why ``p`` cannot be read as a log file: say what it is, not "no such file" for a file that exists."""
+    import stat
+
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not an event log file"
+    kind = "character device" if stat.S_ISCHR(st.st_mode) else "block device" if stat.S_ISBLK(st.st_mode) else \
+        "FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "special file"
+    return f"is a {kind}, not a regular file holding an event log"
+
+
 def find_event_log(image_path, mem: PhysicalMemory | None, events_opt=None) -> tuple[bytes | str | None, str]:
     """Return (path or bytes or None, a phrase saying where it came from)."""
     if events_opt is not None:

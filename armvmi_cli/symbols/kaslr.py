@@ -30,46 +30,103 @@ class KernelCandidate:
     stage1: object = None
     confirmed: bool = False
     reason: str = ""
+    page_size: int | None = None  # the stage-1 geometry the walk confirmed
+    va_bits: int | None = None
+    geometry_note: str = ""  # VMCOREINFO's geometry was corrupt and the tables' was used
 
     @property
     def slide(self) -> int:
         return self.vmcoreinfo.kaslr_offset or 0
 
 
-def _confirm(layer, info: VmcoreInfo) -> KernelCandidate:
+MASK64 = 0xFFFF_FFFF_FFFF_FFFF
+# (page size, VA bits) arm64 kernels are built with, most common first; then every other
+# stage-1 size the architecture allows (TxSZ 12..28; over 48 bits needs LPA2 or, with 64K, LVA).
+_GEOMETRIES = ((4096, 48), (4096, 39), (16384, 47), (65536, 48), (65536, 42), (16384, 36), (65536, 52), (4096, 52),
+               (16384, 48), (16384, 52))
+ARCH_VA_BITS = range(52, 35, -1)
+
+
+def kernel_geometries(page_size: int | None = None, va_bits: int | None = None):
+    """(page size, VA bits) to try on a kernel's TTBR1 tables: the stated one
+    first, then the common builds, then every other the architecture allows."""
+    seen = set()
+    stated = [(page_size, va_bits)] if page_size and va_bits else []
+    rest = [(ps, vb) for ps in (4096, 16384, 65536) for vb in ARCH_VA_BITS]
+    for g in (*stated, *_GEOMETRIES, *rest):
+        if g not in seen:
+            seen.add(g)
+            yield g
+
+
+def image_region(va_bits: int) -> int:
+    """Lowest VA of the kernel image's region: arm64 puts the linear map in the
+    lower half of the TTBR1 range and modules/vmalloc/the image in the upper
+    half (``_PAGE_END(VA_BITS_MIN)``; VA_BITS_MIN is 48 for a 52-bit build).
+    A walk that finds the image below it has read the tables with the wrong
+    geometry and found the linear map's alias."""
+    return (1 << 64) - (1 << (min(va_bits, 48) - 1))
+
+
+def _walks_to(layer, table_pa: int, page_size: int, va_bits: int, checks):
+    """A kernel Stage1 of this geometry if every (va, pa) of ``checks`` walks to its pa, else None."""
     from ..mmu import Stage1
 
+    try:
+        s1 = Stage1.for_kernel(layer, table_pa, va_bits, page_size, name="kernel stage1")
+        for va, want in checks:
+            if va < image_region(va_bits) or s1.translate(va) != want:
+                return None
+    except (ArmvmiError, ValueError):
+        return None
+    return s1
+
+
+def _confirm(layer, info: VmcoreInfo) -> KernelCandidate:
     cand = KernelCandidate(info)
     kv = info.kimage_voffset
     swapper = info.symbol("swapper_pg_dir")
     stext = info.symbol("_stext")
-    cand.swapper_pa = pa = (swapper - kv) & 0xFFFF_FFFF_FFFF_FFFF
+    cand.swapper_pa = pa = (swapper - kv) & MASK64
     if not layer.is_mapped(pa):
         cand.reason = f"swapper_pg_dir would be at {pa:#x}, which is not in this memory"
         return cand
-    page_size, va_bits = info.page_size or 4096, info.va_bits or 48
-    if page_size not in (4096, 16384, 65536):
-        cand.reason = f"its PAGESIZE {page_size} is not an AArch64 granule (4096, 16384, 65536): corrupt VMCOREINFO"
-        return cand
-    if not 36 <= va_bits <= 52:
-        cand.reason = f"its NUMBER(VA_BITS) {va_bits} is not an AArch64 VA size (36-52): corrupt VMCOREINFO"
-        return cand
-    try:
-        s1 = Stage1.for_kernel(layer, pa, va_bits, page_size, name="kernel stage1")
-        checks = [(swapper, pa)]
-        if stext is not None:
-            checks.append((stext, (stext - kv) & 0xFFFF_FFFF_FFFF_FFFF))
-        for va, want in checks:
-            got = s1.translate(va)
-            if got != want:
-                cand.reason = f"page tables map {va:#x} to {got:#x}, not {want:#x}"
-                return cand
-    except ArmvmiError as e:
-        cand.reason = f"page-table self-check failed: {e}"
+    # A PAGESIZE or VA_BITS that no AArch64 kernel can have is corrupt VMCOREINFO:
+    # ignore it and let the tables decide (said in the reason and the kernel's notes).
+    stated_ps, stated_vb = info.page_size, info.va_bits
+    bad = []
+    if stated_ps is not None and stated_ps not in (4096, 16384, 65536):
+        bad.append(f"its PAGESIZE {stated_ps} is not an AArch64 granule")
+        stated_ps = None
+    if stated_vb is not None and not 36 <= stated_vb <= 52:
+        bad.append(f"its NUMBER(VA_BITS) {stated_vb} is not an AArch64 VA size")
+        stated_vb = None
+    checks = [(stext, (stext - kv) & MASK64)] if stext is not None else []
+    checks.append((swapper, pa))
+    # The running size of the kernel VA space: TCR_EL1.T1SZ when VMCOREINFO has it (a 52-bit
+    # build on a CPU without LPA2 runs with 48), else VA_BITS.
+    t1sz = info._num("NUMBER(TCR_EL1_T1SZ)")
+    running = 64 - t1sz if t1sz and 12 <= t1sz <= 28 else stated_vb
+    s1 = geometry = None
+    for page_size, va_bits in kernel_geometries(stated_ps, running):
+        s1 = _walks_to(layer, pa, page_size, va_bits, checks)
+        if s1 is not None:
+            geometry = (page_size, va_bits)
+            break
+    if s1 is None:
+        cand.reason = (f"page-table self-check failed: no stage-1 geometry (4K/16K/64K, {ARCH_VA_BITS[-1]}-"
+                       f"{ARCH_VA_BITS[0]}-bit VAs) walks swapper_pg_dir at {pa:#x} to _stext's physical address")
         return cand
     cand.stage1 = s1
+    cand.page_size, cand.va_bits = geometry
     cand.confirmed = True
     cand.reason = "swapper_pg_dir walk maps _stext and swapper_pg_dir to their physical addresses"
+    if (info.page_size, running) != geometry:
+        cand.reason += f" (geometry inferred from the tables: {geometry[0] >> 10}K pages, {geometry[1]}-bit VAs)"
+    if bad:
+        cand.geometry_note = (f"corrupt VMCOREINFO: {'; '.join(bad)}; the page tables say {geometry[0] >> 10}K pages, "
+                              f"{geometry[1]}-bit VAs")
+        cand.reason += f" ({cand.geometry_note})"
     return cand
 
 
@@ -154,8 +211,6 @@ def locate_kernel(layer, ranges=None, note: dict | None = None, what: str = "mem
 # ---------------------------------------------------------------------------
 
 BANNER = b"Linux version "
-# (page size, VA bits) arm64 kernels are built with, most common first.
-_GEOMETRIES = ((4096, 48), (4096, 39), (16384, 47), (65536, 48), (65536, 42), (16384, 36), (65536, 52), (4096, 52))
 
 
 def locate_by_banner(layer, sm, ranges=None, what: str = "memory") -> KernelCandidate:
@@ -181,7 +236,7 @@ def locate_by_banner(layer, sm, ranges=None, what: str = "memory") -> KernelCand
         swapper_pa = text_pa + (swapper - text)
         if text_pa < 0 or not layer.is_mapped(swapper_pa):
             continue
-        for page_size, va_bits in _GEOMETRIES:
+        for page_size, va_bits in kernel_geometries():
             try:
                 s1 = Stage1.for_kernel(layer, swapper_pa, va_bits, page_size, name="kernel stage1")
                 # Anchor on the banner itself: [_text, _stext) may be unmapped.
@@ -213,7 +268,9 @@ def locate_by_banner(layer, sm, ranges=None, what: str = "memory") -> KernelCand
                 if a is not None:
                     raw[f"SYMBOL({name})"] = f"{(a + slide) & mask:x}"
             info = VmcoreInfo(raw, address=None, source=f"banner at {banner_pa:#x} and System.map (no VMCOREINFO in memory)", derived=True)
-            cand = KernelCandidate(info, swapper_pa, s1, True, f"walk of swapper_pg_dir at {swapper_pa:#x} maps _text and linux_banner")
+            cand = KernelCandidate(info, swapper_pa, s1, True, f"walk of swapper_pg_dir at {swapper_pa:#x} maps _text and "
+                                   f"linux_banner ({page_size >> 10}K pages, {va_bits}-bit VAs, inferred from the tables)",
+                                   page_size, va_bits)
             return cand
     raise SymbolError(
         f"no kernel found in {what}: no VMCOREINFO, and no 'Linux version' banner whose page tables confirm this System.map"
@@ -224,7 +281,7 @@ def locate_by_banner(layer, sm, ranges=None, what: str = "memory") -> KernelCand
 def _va_of(s1, pa: int, unslid: int, va_bits: int) -> int | None:
     """The kernel VA mapping physical ``pa`` at the same offset within its
     page as ``unslid`` (KASLR moves the image by whole pages)."""
-    lo = (1 << 64) - (1 << va_bits)
+    lo = image_region(va_bits)  # never the linear map's alias of the image
     for m in s1.mappings(lo, (1 << 64) - 1):
         if m.out <= pa < m.out + m.size:
             va = m.va + (pa - m.out)

@@ -129,9 +129,23 @@ def profile_matches(prof, vi, uts) -> bool:
     return bool(release or banner)
 
 
+# Data symbols whose extent the type model gives (kernel ABI, not any one capture).
+_DATA_TYPES = {"init_task": "task_struct", "init_uts_ns": "uts_namespace", "prb": "printk_ringbuffer",
+               "printk_rb_static": "printk_ringbuffer", "vmap_area_list": "list_head", "node_online_map": "nodemask_t"}
+_PAGE_SIZED = ("swapper_pg_dir", "init_pg_dir", "tramp_pg_dir", "reserved_pg_dir", "idmap_pg_dir")
+# kallsyms text runs: a symbol never extends past the end of its run.
+_TEXT_RUNS = (("_stext", "_etext"), ("_sinittext", "_einittext"))
+
+
 class KallsymsWithVmcoreinfo:
     """kallsyms (runtime addresses) plus the data symbols VMCOREINFO names
-    and ``init_task`` found by structure, as one symbol table."""
+    and ``init_task`` found by structure, as one symbol table.
+
+    Without CONFIG_KALLSYMS_ALL kallsyms holds text only: an address past the
+    end of the text (``_etext``) is never "inside" the last text symbol.  It
+    is named by a data symbol armvmi knows (within that object's size where
+    the type model gives it, else only at its exact address), or not at all:
+    a wrong name is worse than none."""
 
     runtime_addresses = True
 
@@ -147,6 +161,10 @@ class KallsymsWithVmcoreinfo:
         a = self.extra.get(name)
         return a if a is not None else self.ks.address(name)
 
+    def add(self, name: str, va: int) -> None:
+        """A data symbol found by structure (or any other means)."""
+        self.extra[name] = va
+
     def find_init_task(self, kernel):
         """init_task is data: not in kallsyms without KALLSYMS_ALL. Find it
         by structure in the kernel image (pid 0, real_parent == self, a tasks
@@ -157,20 +175,61 @@ class KallsymsWithVmcoreinfo:
         start = vi.symbol("_stext")
         offsets = {k: kernel.offsetof("task_struct", k) for k in ("comm", "tasks", "real_parent", "pid", "tgid")}
         va = find_init_task(kernel.read, [(start, start + KERNEL_IMAGE_MAX)], offsets)
-        self.extra["init_task"] = va
+        self.add("init_task", va)
         kernel.info.notes.append(f"init_task located by structure at {va:#x}")
 
+    def _extent(self, name: str) -> int:
+        """Bytes a data symbol covers: its type's size, a page for page
+        tables, else 1 (its own address only)."""
+        k = self.kernel
+        try:
+            if name in _PAGE_SIZED:
+                return k.info.page_size or 1
+            t = _DATA_TYPES.get(name)
+            if t is not None and getattr(k, "types", None) is not None:
+                return max(1, int(k.type(t).size))
+        except Exception:  # no type model yet, or no such type: exact address only
+            pass
+        return 1
+
+    def _text_end(self, addr: int) -> bool:
+        """Whether ``addr`` lies in a text run of kallsyms (None: unknown runs)."""
+        runs = [(self.ks.address(a), self.ks.address(b)) for a, b in _TEXT_RUNS]
+        runs = [(a, b) for a, b in runs if a is not None and b is not None]
+        if not runs:
+            return True
+        return any(a <= addr < b for a, b in runs)
+
     def lookup(self, addr):
-        return self.ks.lookup(addr)
+        hit = self.ks.lookup(addr) if self._text_end(addr) else None
+        best = None
+        for name, va in self.extra.items():
+            if va is not None and va <= addr < va + self._extent(name) and (best is None or va > best[1]):
+                best = (name, va)
+        if best is not None and (hit is None or addr - best[1] <= hit[1]):
+            return best[0], addr - best[1]
+        return hit
+
+    def _data_rows(self):
+        """The data symbols kallsyms lacks, as (address, "D", name)."""
+        return [(va, "D", name) for name, va in sorted(self.extra.items(), key=lambda kv: (kv[1] or 0, kv[0]))
+                if va is not None and self.ks.address(name) is None]
 
     def grep(self, pattern):
-        return self.ks.grep(pattern)
+        import re
+
+        rows = list(self.ks.grep(pattern))
+        rx = re.compile(pattern)
+        rows.extend(r for r in self._data_rows() if rx.search(r[2]))
+        return sorted(rows, key=lambda r: r[0])
 
     def __len__(self):
-        return len(self.ks) + len(self.extra)
+        return len(self.ks) + len(self._data_rows())
 
     def __iter__(self):
-        return iter(self.ks)
+        from .system_map import Symbol
+
+        return iter(sorted(list(self.ks) + [Symbol(*r) for r in self._data_rows()], key=lambda s: s[0]))
 
 
 def _read_btf(kernel) -> tuple[bytes, str]:

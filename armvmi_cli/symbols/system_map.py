@@ -217,10 +217,13 @@ class SystemMap:
         return self._sorted
 
     def lookup(self, addr: int) -> tuple[str, int] | None:
-        """(name, offset) of the nearest symbol at or below ``addr`` (unslid)."""
+        """(name, offset) of the nearest symbol at or below ``addr`` (unslid);
+        None past the end of the kernel image (``_end``): vmalloc, vmemmap and
+        the fixmap belong to no symbol, and a wrong name is worse than none."""
         addrs, idx = self._by_addr()
         j = bisect.bisect_right(addrs, addr) - 1
-        if j < 0:
+        end = self.address("_end")
+        if j < 0 or (end is not None and addr >= end):
             return None
         j = bisect.bisect_left(addrs, addrs[j])  # first symbol at that address
         return self._names[idx[j]], addr - addrs[j]

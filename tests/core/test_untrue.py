@@ -89,3 +89,14 @@ def test_read_json(nokaslr_capture, cache, capsys):
     assert main(["read", img, "--gpa", hex(gpa), "32", "--json"]) == 0
     phys = json.loads(capsys.readouterr().out)
     assert phys["data_hex"] == out["data_hex"] and phys["address"] == hex(gpa) and phys["layer"] == "gpa"
+
+
+def test_events_that_is_not_a_regular_file_says_what_it_is(nokaslr_capture, cache, capsys, tmp_path):
+    img = str(nokaslr_capture.image)
+    for path, want in (("/dev/null", "character device"), (str(tmp_path), "directory"),
+                       (str(tmp_path / "missing.smclog"), "no such file")):
+        assert main(["ps", img, "--events", path]) == 2
+        err = capsys.readouterr().err
+        assert want in err, (path, err)
+        if want != "no such file":
+            assert "no such file" not in err
