@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 HEAVY = ("elftools", "construct", "lz4", "cramjam", "rich")
-COMMANDS = ("ps", "pstree", "translate", "struct", "read", "info", "symbols", "vms", "events", "profile", "snapshot", "verify", "lsof", "mounts")
+COMMANDS = ("ps", "pstree", "translate", "struct", "read", "info", "symbols", "vms", "events", "profile", "snapshot", "verify", "lsof", "mounts", "sockstat")
 
 
 def _run(*args):
