@@ -15,6 +15,15 @@ def sockstat(opts: SessionOptions, image: Image, pid: Pids = None, json: Json = 
     run_view(opts, image, SOCKSTAT, json=json, jsonl=jsonl, pids=pid)
 
 
+@image_command
+def ifaddr(opts: SessionOptions, image: Image, json: Json = False, jsonl: Jsonl = False):
+    """Network devices of each network namespace: name, index, MAC, flags, MTU, IPv4 and IPv6 addresses."""
+    from ..linux.net import IFADDR
+    from .views import run_view
+
+    run_view(opts, image, IFADDR, json=json, jsonl=jsonl)
+
+
 def register(app) -> None:
-    for fn in (sockstat,):
+    for fn in (sockstat, ifaddr):
         app.command(fn.__name__)(fn)

@@ -679,3 +679,132 @@ def _view():
 
 
 SOCKSTAT = _view()
+
+
+# -- network devices (ifaddr) -----------------------------------------------------------------------
+
+# include/uapi/linux/if.h, in the order iproute2's print_link_flags prints them
+_IFF = (("LOOPBACK", 0x8), ("BROADCAST", 0x2), ("POINTOPOINT", 0x10), ("MULTICAST", 0x1000), ("NOARP", 0x80),
+        ("ALLMULTI", 0x200), ("PROMISC", 0x100), ("MASTER", 0x400), ("SLAVE", 0x800), ("DEBUG", 0x4),
+        ("DYNAMIC", 0x8000), ("AUTOMEDIA", 0x4000), ("PORTSEL", 0x2000), ("NOTRAILERS", 0x20), ("UP", 0x1),
+        ("LOWER_UP", 0x10000), ("DORMANT", 0x20000), ("ECHO", 0x40000))
+IFF_UP, IFF_RUNNING, IFF_PROMISC, IFF_ALLMULTI, IFF_LOWER_UP, IFF_DORMANT = 0x1, 0x40, 0x100, 0x200, 0x10000, 0x20000
+__LINK_STATE_START, __LINK_STATE_NOCARRIER, __LINK_STATE_DORMANT = 0, 2, 4
+IF_OPER_UNKNOWN, IF_OPER_UP = 0, 6
+_OPERSTATE = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
+_SCOPE = {0: "global", 200: "site", 253: "link", 254: "host", 255: "nowhere"}
+
+
+@record
+class IfRow:
+    name: str
+    ifindex: int
+    mac: str | None
+    flags: list  # names, as `ip link` prints them (dev_get_flags; RUNNING not shown, as ip does)
+    mtu: int
+    qlen: int
+    operstate: str
+    ipv4: list  # "addr/prefix"
+    ipv6: list
+    netns: int | None = None
+    dev: int = addr(0)  # struct net_device *
+
+
+def dev_get_flags(dev) -> int:
+    """net/core/dev.c dev_get_flags: the flags user space sees."""
+    flags = (int(dev.flags) & ~(IFF_PROMISC | IFF_ALLMULTI | IFF_RUNNING | IFF_LOWER_UP | IFF_DORMANT)) | (
+        int(dev.gflags) & (IFF_PROMISC | IFF_ALLMULTI))
+    state = int(dev.state)
+    if state >> __LINK_STATE_START & 1:  # netif_running
+        if int(dev.operstate) in (IF_OPER_UP, IF_OPER_UNKNOWN):
+            flags |= IFF_RUNNING
+        if not state >> __LINK_STATE_NOCARRIER & 1:
+            flags |= IFF_LOWER_UP
+        if state >> __LINK_STATE_DORMANT & 1:
+            flags |= IFF_DORMANT
+    return flags
+
+
+def _ipv4_addrs(kernel, dev, walk: _Walk) -> list[str]:
+    out = []
+    ind = int(dev.ip_ptr)
+    if not ind:
+        return out
+    ifa, seen = int(kernel.object("in_device", ind).ifa_list), set()
+    while ifa:
+        if ifa in seen or len(seen) > MAX_CHAIN:
+            walk.fail(f"{dev.name}: IPv4 address list loops at {ifa:#x}")
+            break
+        seen.add(ifa)
+        a = kernel.object("in_ifaddr", ifa)
+        out.append(f"{_ip4(kernel, a.address_ + a.offsetof_('ifa_local'))}/{int(a.ifa_prefixlen)}")
+        ifa = int(a.ifa_next)
+    return out
+
+
+def _ipv6_addrs(kernel, dev, walk: _Walk) -> list[str]:
+    from .list import ListWalk, list_for_each_entry
+
+    i6 = int(dev.ip6_ptr)
+    if not i6:
+        return []
+    idev = kernel.object("inet6_dev", i6)
+    lw = ListWalk()
+    out = [f"{_ip6(kernel, a.address_ + a.offsetof_('addr'))}/{int(a.prefix_len)}"
+           for a in list_for_each_entry(kernel, "inet6_ifaddr", idev.address_ + idev.offsetof_("addr_list"), "if_list", lw)]
+    if not lw.complete:
+        walk.fail(f"{dev.name}: IPv6 address list: {'; '.join(map(str, lw.problems))}")
+    return out
+
+
+def for_each_netdev(kernel, net, walk):
+    """Every ``net_device`` of a namespace, in ``dev_base_head`` order (/proc/net/dev's)."""
+    from .list import list_for_each_entry
+
+    return list_for_each_entry(kernel, "net_device", net.address_ + net.offsetof_("dev_base_head"), "dev_list", walk)
+
+
+def ifaddr_view(kernel):
+    """``armvmi ifaddr``: the network devices of every network namespace with their addresses."""
+    from ..view import ViewResult
+    from .list import ListWalk
+    from .lsof import seen_processes
+
+    out = ViewResult()
+    walk = _Walk(out.problems)
+    procs, _ = seen_processes(kernel, out.problems)
+    for n in network_namespaces(kernel, procs, [], out.problems):
+        inum = _net_inum(kernel, n.address_)
+        lw = ListWalk()
+        for dev in for_each_netdev(kernel, n, lw):
+            try:
+                alen = int(dev.addr_len)
+                mac = None
+                if int(dev.dev_addr) and 0 < alen <= 32:
+                    mac = ":".join(f"{b:02x}" for b in kernel.read(int(dev.dev_addr), alen))
+                flags = dev_get_flags(dev)
+                op = int(dev.operstate)
+                out.records.append(IfRow(dev.name, int(dev.ifindex), mac, [nm for nm, bit in _IFF if flags & bit],
+                                         int(dev.mtu), int(dev.tx_queue_len),
+                                         _OPERSTATE[op] if op < len(_OPERSTATE) else str(op),
+                                         _ipv4_addrs(kernel, dev, walk), _ipv6_addrs(kernel, dev, walk), inum, dev.address_))
+            except ArmvmiError as e:
+                walk.fail(f"net_device {dev.address_:#x} unreadable: {e}")
+        if lw.problems:
+            out.problems += [f"device list of netns {inum}: {p}" for p in lw.problems]
+        walk.complete &= lw.complete
+    out.complete = walk.complete
+    return out
+
+
+def _ifview():
+    from ..view import Column, View
+
+    return View("interfaces", "network devices and their addresses", collect=ifaddr_view, columns=(
+        Column("ifindex", "IDX", align="right"), Column("name"), Column("mac", "MAC", priority=1),
+        Column("flags", fmt=lambda v: ",".join(v or ())), Column("mtu", align="right", priority=2),
+        Column("operstate", "STATE", priority=3), Column("ipv4", "IPV4"), Column("ipv6", "IPV6"),
+        Column("netns", align="right", priority=4), Column("dev", "DEV", priority=5)))
+
+
+IFADDR = _ifview()

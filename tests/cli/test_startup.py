@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 HEAVY = ("elftools", "construct", "lz4", "cramjam", "rich")
-COMMANDS = ("ps", "pstree", "translate", "struct", "read", "info", "symbols", "vms", "events", "profile", "snapshot", "verify", "lsof", "mounts", "sockstat")
+COMMANDS = ("ps", "pstree", "translate", "struct", "read", "info", "symbols", "vms", "events", "profile", "snapshot", "verify", "lsof", "mounts", "sockstat", "ifaddr")
 
 
 def _run(*args):
