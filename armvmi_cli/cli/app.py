@@ -41,7 +41,7 @@ def _root(
 
 
 # Command modules register themselves; order here is the order in --help.
-_COMMAND_MODULES = ("guest_cmds", "events_cmds", "symbols_cmds", "snapshot_cmds", "verify_cmds", "fs_cmds", "proc_cmds", "kernel_cmds", "export_cmds", "sweep_cmds")
+_COMMAND_MODULES = ("guest_cmds", "events_cmds", "symbols_cmds", "snapshot_cmds", "verify_cmds", "fs_cmds", "proc_cmds", "kernel_cmds", "export_cmds", "sweep_cmds", "net_cmds")
 
 
 def _register_all() -> None:
