@@ -28,6 +28,7 @@ class SymbolOptions:
     profile: str | None = None
     isf: str | None = None
     use_cache: bool = True
+    use_profiles: bool = True  # off: symbols and types only from the image (or what is given)
 
 
 class VM:
@@ -418,6 +419,8 @@ class Session:
             return None
         if self.symopts.profile:
             return profiles.load_profile(self.symopts.profile)
+        if not self.symopts.use_profiles:
+            return None
         for prof in profiles.find_profiles():
             if profile_matches(prof, vi, uts):
                 return prof

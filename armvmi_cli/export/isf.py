@@ -37,6 +37,13 @@ _ENUM_BASE = {(1, False): "unsigned char", (1, True): "signed char", (2, False):
               (8, False): "long long unsigned int", (8, True): "long int"}
 
 
+# VMCOREINFO SYMBOL() entries that are no symbol's address
+_NOT_SYMBOLS = {
+    "mem_section",  # VMCOREINFO_SYMBOL_ARRAY: the pointer's value
+    "node_online_map",  # a macro for node_states[N_ONLINE] (include/linux/nodemask.h)
+}
+
+
 class IsfBuilder:
     """Turns a type model's records (:mod:`armvmi_cli.symbols.types`) into ISF."""
 
@@ -176,7 +183,7 @@ class IsfBuilder:
             if bit_size:
                 f["type"] = {"bit_length": bit_size, "bit_position": bit_off % 8, "kind": "bitfield", "type": d}
             if not mname:
-                mname = f"unnamed_field_{anon}"
+                mname = f"unnamed_field_{anon:x}"  # dwarf2json numbers them in hex
                 anon += 1
                 f["anonymous"] = True
             fields[mname] = f
@@ -269,10 +276,16 @@ def symbol_table(kernel) -> tuple[dict[str, int], str]:
     for s in syms:
         if s.name and not s.name.startswith("$"):
             out.setdefault(s.name, (s.address - off) & MASK)
+    from ..symbols.resolve import KERNEL_IMAGE_MAX
+
     extra = getattr(syms, "extra", None) or {}  # data symbols kallsyms lacks (VMCOREINFO, structure scans)
+    lo = min(out.values(), default=0)
     for name, va in extra.items():
-        if va is not None:
-            out.setdefault(name, (va - kernel.slide) & MASK)
+        if va is None or name in _NOT_SYMBOLS:
+            continue
+        a = (va - kernel.slide) & MASK
+        if lo <= a < lo + KERNEL_IMAGE_MAX:  # a variable of the image, not a value VMCOREINFO recorded
+            out.setdefault(name, a)
     return out, kernel.info.symbols_source
 
 
