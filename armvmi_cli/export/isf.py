@@ -190,11 +190,7 @@ class IsfBuilder:
         return {"size": r[2] or 0, "fields": fields, "kind": r[0]}
 
     def emit_alias(self, name: str, target: int) -> None:
-        r = self.rec(target)
-        if r[0] == "enum":
-            if name not in self.enums:
-                self.enums[name] = self._enum_body(r)
-            return
+        """A typedef of a struct/union, as its own entry (dwarf2json's ``spinlock_t``)."""
         if name in self.user_types and self.user_types[name].get("fields"):
             return
         self.user_types[name] = self._struct_body(target)

@@ -186,7 +186,8 @@ def write_elf(f, mem, notes: bytes) -> int:
 def write_lime(f, mem) -> int:
     from ..memory.lime import LIME_MAGIC, LIME_VERSION, range_header
 
-    for a, b in _runs(mem):
+    runs = _runs(mem)
+    for a, b in runs:
         f.write(range_header.build(dict(magic=LIME_MAGIC, version=LIME_VERSION, s_addr=a, e_addr=b - 1, reserved=bytes(8))))
         _copy(f, mem, a, b)
     return len(runs)
