@@ -28,6 +28,7 @@ class SymbolOptions:
     profile: str | None = None
     isf: str | None = None
     use_cache: bool = True
+    use_profiles: bool = True  # off: symbols and types only from the image (or what is given)
 
 
 class VM:
@@ -467,6 +468,15 @@ class Session:
                 + "; "
                 + "; ".join(tried)
             )
+        emb = self._embedded(vi)
+        if emb is not None:
+            from .symbols.embedded import embedded_symbols
+
+            sm = embedded_symbols(self.memory, emb)
+            ok, why = map_fits(sm, vi) if sm is not None else (False, "")
+            if ok:
+                info.symbols_source = f"{sm.source} ({emb.get('symbols_source') or 'packed'})"
+                return sm
         prof = self._find_profile(vi, uts)
         if prof is not None:
             sm = self.profile_map(prof)
@@ -481,6 +491,14 @@ class Session:
         info.symbols_source = f"kallsyms recovered from memory ({len(ks)} symbols)"
         info.notes.append("kallsyms holds functions only on kernels without CONFIG_KALLSYMS_ALL; data symbols come from VMCOREINFO and structure scans")
         return KallsymsWithVmcoreinfo(ks, vi, kernel)
+
+    def _embedded(self, vi):
+        """The kernel packed with a snapshot that VMCOREINFO ``vi`` describes, if any."""
+        if vi is None or not getattr(self.memory, "kernels", None):
+            return None
+        from .symbols.embedded import find_record
+
+        return find_record(self.memory, vi)
 
     def kallsyms(self, phys, vi):
         """The kallsyms table of the kernel VMCOREINFO describes, recovered
@@ -544,6 +562,8 @@ class Session:
             return None
         if self.symopts.profile:
             return profiles.load_profile(self.symopts.profile)
+        if not self.symopts.use_profiles:
+            return None
         for prof in profiles.find_profiles():
             if profile_matches(prof, vi, uts):
                 return prof
@@ -571,6 +591,19 @@ class Session:
                 raise ProfileMismatchError(f"--isf {self.symopts.isf} does not fit the kernel in {kernel.name}: {why}")
             info.types_source = f"ISF {self.symopts.isf}"
             return tm
+        emb = self._embedded(kernel.vmcoreinfo)
+        if emb is not None:
+            # The packed BTF is the kernel's own: read it from memory (and the
+            # types cache) when the pages are there, from the snapshot when not.
+            try:
+                return btf_types(kernel, self.symopts.use_cache)
+            except ArmvmiError:
+                from .symbols.embedded import embedded_types
+
+                tm = embedded_types(self.memory, emb)
+                if tm is not None:
+                    info.types_source = "BTF embedded in the snapshot"
+                    return tm
         prof = getattr(kernel, "profile", None)
         if prof is not None and callable(getattr(prof, "types", None)):
             tm = prof.types()

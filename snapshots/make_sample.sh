@@ -13,7 +13,7 @@ zstd -q -d "$cap/System.map.zst" -o "$work/System.map"
 armvmi ps "$work/dump.elf" -m "$work/System.map" --record-pages "$work/p1" >/dev/null
 armvmi ps "$work/dump.elf" -m "$work/System.map" --threads --record-pages "$work/p2" >/dev/null
 sort -u "$work/p1" "$work/p2" > "$work/pages"
-armvmi snapshot pack "$work/dump.elf" "$here/deb61-generic-nokaslr.armvmi" --pages-from "$work/pages" \
+armvmi snapshot pack "$work/dump.elf" "$here/deb61-generic-nokaslr.armvmi" --pages-from "$work/pages" -m "$work/System.map" --force \
   --host-name deb61-generic-nokaslr --note "sparse sample: only the pages armvmi ps reads (snapshots/make_sample.sh)"
 # The truth the sample is tested against: the task list printed inside the guest.
 python3 - "$cap/ground_truth.json" "$here/deb61-generic-nokaslr.truth.json" <<'PY'

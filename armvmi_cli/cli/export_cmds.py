@@ -49,6 +49,7 @@ def isf(
 
     opts = SessionOptions(vm=vm, events=events, system_map=[system_map] if system_map else None)
     with opts.open(image) as s:
+        s.symopts.use_profiles = False  # from the image (and -m) only: never another profile's types
         k = s.vm(vm).kernel
         summ = write_isf(k, output, inputs=[image, system_map, events], force=force)
     if json:

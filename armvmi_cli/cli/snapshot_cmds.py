@@ -10,7 +10,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .options import Events, Force, Image, Json, PhysBase, parse_int
+from .options import Events, Force, Image, Json, PhysBase, SystemMap, parse_int
 
 snapshot_app = typer.Typer(
     name="snapshot",
@@ -49,9 +49,12 @@ def pack(
     boot_id: Annotated[Optional[str], typer.Option("--boot-id", help="The host's /proc/sys/kernel/random/boot_id at capture.")] = None,
     note: Annotated[Optional[List[str]], typer.Option("--note", help="Free-form note to store (repeatable).")] = None,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Bytes per compressed chunk (power of two, >= 4096).")] = 4096,
+    system_map: SystemMap = None,
+    no_kernels: Annotated[bool, typer.Option("--no-kernels", help="Do not embed the kernels' symbols and BTF.")] = False,
     force: Force = False,
 ):
-    """Convert any readable image into an .armvmi snapshot (lz4 chunks, embedded event log)."""
+    """Convert any readable image into an .armvmi snapshot (lz4 chunks, embedded event log, each kernel's symbols and BTF)."""
+    import os
     import time
 
     from ..errors import UsageError
@@ -78,6 +81,7 @@ def pack(
 
             if not page_ranges(src, pages)[0]:
                 raise UsageError(f"--pages-from {pages_from}: none of its {len(pages)} page(s) is in {image}; nothing to pack")
+        kernels, kproblems = ([], []) if no_kernels else _kernels(image, events, system_map, phys_base)
         meta = {k: v for k, v in (("host_name", host_name), ("capture_time", capture_time), ("boot_id", boot_id)) if v}
         if note:
             meta["notes"] = list(note)
@@ -95,7 +99,8 @@ def pack(
                 bar.update(task, completed=done, total=total)
 
             with Output(out, inputs, force) as o:
-                info = do_pack(src, o.tmp, events=log, metadata=meta, pages=pages, progress=progress, chunk_size=chunk_size)
+                info = do_pack(src, o.tmp, events=log, metadata=meta, pages=pages, progress=progress, chunk_size=chunk_size,
+                               kernels=kernels)
         dt = max(time.perf_counter() - t0, 1e-9)
     finally:
         src.close()
@@ -104,8 +109,27 @@ def pack(
         f"{out}: {_human(info['bytes'])} in {info['ranges']} range(s) -> {_human(info['file_size'])} "
         f"(ratio {ratio:.3f}, {info['bytes'] / dt / 1e6:.0f} MB/s); event log: {where}"
     )
+    for k in kernels:
+        print(f"embedded kernel {k['release']} ({k['vm']}): symbols from {k['symbols_source']}"
+              + (", BTF" if "btf" in k["sections"] else ", no BTF"))
+    for p in kproblems:
+        render.warn(p)
     if pages is not None and info["pages_absent_from_source"]:
         render.warn(f"{info['pages_absent_from_source']} listed page(s) are not in {image} and were skipped")
+
+
+def _kernels(image, events, system_map, phys_base):
+    """Each kernel's symbols and BTF, to pack with the image; problems are warnings."""
+    from .. import session
+    from ..errors import ArmvmiError
+    from ..symbols.embedded import pack_records
+
+    try:
+        with session.Session.open(image, events=events, system_map=list(system_map or []),
+                                  phys_base=parse_int(phys_base, "--phys-base")) as s:
+            return pack_records(s)
+    except ArmvmiError as e:
+        return [], [f"no kernel embedded: {e}"]
 
 
 @snapshot_app.command("info")

@@ -159,7 +159,7 @@ class ExtractSummary:
 
 def write_elf(f, mem, notes: bytes) -> int:
     """Write ``mem`` (a PhysicalMemory) with ``notes`` as an ELF core to file ``f``; returns the PT_LOAD count."""
-    runs = [(r.start, r.end) for r in mem.ranges()]
+    runs = _runs(mem)
     nph = 1 + len(runs)
     xnum = nph >= PN_XNUM
     phoff = EHDR_SIZE
@@ -186,11 +186,18 @@ def write_elf(f, mem, notes: bytes) -> int:
 def write_lime(f, mem) -> int:
     from ..memory.lime import LIME_MAGIC, LIME_VERSION, range_header
 
-    runs = [(r.start, r.end) for r in mem.ranges()]
+    runs = _runs(mem)
     for a, b in runs:
         f.write(range_header.build(dict(magic=LIME_MAGIC, version=LIME_VERSION, s_addr=a, e_addr=b - 1, reserved=bytes(8))))
         _copy(f, mem, a, b)
     return len(runs)
+
+
+def _runs(mem) -> list[tuple[int, int]]:
+    """Runs contiguous in guest physical address (pieces from different host frames merge)."""
+    if callable(getattr(mem, "runs", None)):
+        return mem.runs()
+    return [(r.start, r.end) for r in mem.ranges()]
 
 
 def _copy(f, mem, a: int, b: int) -> None:

@@ -36,6 +36,7 @@ MAX_CHUNK_SIZE = 1 << 24  # the largest chunk `pack` writes; a header claiming m
 PAGE_SIZE = 4096
 DEFAULT_CHUNK_SIZE = 4096  # one page: a random 4 KiB read decodes one small block (bench/bench_memory.py)
 FLAG_CHECKSUMS = 1
+MAX_SECTION = 1 << 30  # an embedded kernel section (symbols, BTF) is at most this big decompressed
 
 METHOD_ZERO = 0  # all-zero chunk: nothing stored
 METHOD_STORED = 1  # raw bytes (lz4 did not help)
@@ -148,6 +149,37 @@ class SnapshotMemory(PhysicalMemory):
             self.vmcoreinfo = vmci
         if self.metadata.get("sparse"):
             self.hole_reason = "page not captured in this sparse snapshot"
+        kernels = self.metadata.get("kernels")
+        #: per kernel packed with the image: {"release", "build_id", ..., "sections": {name: descriptor}}
+        self.kernels = [k for k in kernels if isinstance(k, dict)] if isinstance(kernels, list) else []
+
+    def section(self, desc: dict) -> bytes:
+        """The bytes of an embedded kernel section (see ``kernels`` in armvmi-snapshot(5)):
+        bounds, CRC and size checked, decompressed."""
+        try:
+            off, n, size, crc, comp = int(desc["offset"]), int(desc["length"]), int(desc["size"]), int(desc["crc32"]), desc["compression"]
+        except (KeyError, TypeError, ValueError):
+            raise self._bad("corrupt .armvmi kernel section descriptor") from None
+        if off < HEADER.size or n < 0 or off + n > self._data_end or not 0 <= size <= MAX_SECTION:
+            raise self._bad(f"corrupt .armvmi kernel section at {off:#x} (outside the data area)")
+        raw = self._mm[off : off + n]
+        if zlib.crc32(raw) != crc:
+            raise self._bad(f"corrupt .armvmi kernel section at {off:#x} (CRC mismatch)")
+        if comp == "none":
+            data = bytes(raw)
+        elif comp == "xz":
+            import lzma
+
+            try:
+                d = lzma.LZMADecompressor()
+                data = d.decompress(raw, max_length=size + 1)
+            except lzma.LZMAError:
+                raise self._bad(f"corrupt .armvmi kernel section at {off:#x} (xz data does not decode)") from None
+        else:
+            raise self._bad(f".armvmi kernel section at {off:#x}: unknown compression {comp!r}")
+        if len(data) != size:
+            raise self._bad(f"corrupt .armvmi kernel section at {off:#x} (decodes to {len(data)} bytes, expected {size})")
+        return data
 
     # -- reading -------------------------------------------------------------
     def _entry(self, k: int):
@@ -351,11 +383,15 @@ def pack(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     checksums: bool = True,
     threads: int | None = None,
+    kernels: list[dict] | None = None,
 ) -> dict:
     """Write ``src`` (or only ``pages`` of it) as an ``.armvmi`` snapshot at ``out``.
 
     ``metadata`` is merged over what is known from the source (format, its
-    VMCOREINFO and CPU registers).  ``progress(done_bytes, total_bytes)`` is
+    VMCOREINFO and CPU registers).  ``kernels`` are per-kernel facts, each with
+    ``"sections": {name: bytes}`` (symbols, BTF): the bytes are stored
+    xz-compressed after the event log and the metadata's ``kernels`` key
+    describes them (armvmi-snapshot(5)).  ``progress(done_bytes, total_bytes)`` is
     called as data is written.  Returns a summary dict.  The file appears
     atomically: a failed pack leaves nothing behind.
     """
@@ -408,6 +444,8 @@ def pack(
             ev_off, ev = off, events or b""
             f.write(ev)
             off += len(ev)
+            if kernels:
+                meta["kernels"], off = _write_sections(f, off, kernels)
             meta_off, meta_bytes = off, json.dumps(meta, sort_keys=True, default=str).encode()
             f.write(meta_bytes)
             off += len(meta_bytes)
@@ -437,6 +475,24 @@ def pack(
             pass
         raise
     return {"ranges": len(ranges), "bytes": total, "file_size": off, "chunks": n_chunks, "pages_absent_from_source": missing}
+
+
+def _write_sections(f, off: int, kernels: list[dict]) -> tuple[list[dict], int]:
+    """Store each kernel's sections (xz) at ``off``; the kernels' metadata with descriptors."""
+    import lzma
+
+    out = []
+    for k in kernels:
+        rec = {key: v for key, v in k.items() if key != "sections"}
+        rec["sections"] = {}
+        for name, data in (k.get("sections") or {}).items():
+            z = lzma.compress(data, preset=6)
+            f.write(z)
+            rec["sections"][name] = {"offset": off, "length": len(z), "size": len(data), "compression": "xz",
+                                     "crc32": zlib.crc32(z)}
+            off += len(z)
+        out.append(rec)
+    return out, off
 
 
 def _drain(item, f, entries: bytearray, off: int, done: int, total: int, progress):

@@ -51,6 +51,9 @@ def search_path() -> list[Path]:
     repo = Path(__file__).resolve().parents[2] / "profiles"  # checkout / editable install
     if repo.is_dir():
         dirs.append(repo)
+    shipped = Path(__file__).resolve().parents[1] / "profiles"  # installed: package data (setup.py)
+    if shipped.is_dir() and shipped != repo:
+        dirs.append(shipped)
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
     dirs.append(Path(data) / "armvmi" / "profiles")
     return dirs
