@@ -67,6 +67,7 @@ def _scan_translated(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
     bottom = layer
     while getattr(bottom, "lower", None) is not None:
         bottom = bottom.lower
+    get = getattr(bottom, "view", None) or bottom.read  # in place when the image lends a view
     overlap = max(len(needle) - 1, 0)
     for start, end in ranges if ranges is not None else layer_ranges(layer):
         carry, carry_end = b"", None
@@ -76,16 +77,20 @@ def _scan_translated(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
             while pos < hi:
                 n = min(chunk, hi - pos)
                 try:
-                    buf = bottom.read(m.out + (pos - m.va), n)
+                    buf = get(m.out + (pos - m.va), n)
                 except ArmvmiError:
                     carry, carry_end = b"", None
                     pos += n
                     continue
-                if carry_end != pos:
-                    carry = b""
-                data = carry + buf if carry else buf
-                yield from _hits(needle, data, pos - len(carry))
-                carry = data[-overlap:] if overlap else b""  # shorter than the needle: no hit is found twice
+                try:
+                    if carry_end != pos:
+                        carry = b""
+                    data = carry + buf if carry else buf
+                    yield from _hits(needle, data, pos - len(carry))
+                    carry = bytes(data[-overlap:]) if overlap else b""  # shorter than the needle: no hit is found twice
+                finally:
+                    if isinstance(buf, memoryview):
+                        buf.release()
                 pos += n
                 carry_end = pos
 
