@@ -85,9 +85,13 @@ def _scan_translated(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
                 try:
                     if carry_end != pos:
                         carry = b""
-                    data = carry + buf if carry else buf
-                    yield from _hits(needle, data, pos - len(carry))
-                    carry = bytes(data[-overlap:]) if overlap else b""  # shorter than the needle: no hit is found twice
+                    if carry:
+                        # Needles across the join start in the carry: search the
+                        # join alone (a few bytes), not carry + buf (a copy of buf).
+                        yield from _hits(needle, carry + bytes(buf[:overlap]), pos - len(carry), len(carry))
+                    yield from _hits(needle, buf, pos)
+                    if overlap:  # shorter than the needle: no hit is found twice
+                        carry = bytes(buf[-overlap:]) if len(buf) >= overlap else (carry + bytes(buf))[-overlap:]
                 finally:
                     if isinstance(buf, memoryview):
                         buf.release()
