@@ -7,7 +7,8 @@ A failing image is an error row ``{"image", "error", "exit_code"}``; it never
 stops the sweep.  Dask's ``distributed`` is an optional dependency
 (``pip install 'armvmi[fleet]'``): a ``LocalCluster`` on this machine's cores
 by default, or any running cluster (``scheduler="tcp://..."``) whose workers
-can read the image paths.
+can read the image paths (start those workers with ``--memory-limit 0``: the
+image pages a worker's mmap touches count in its RSS).
 
 Output and ``resume``: the file only ever grows by whole blocks of complete
 lines, one block per image, written by this one process in order.  A killed
@@ -176,8 +177,11 @@ def _client(scheduler: str | None, workers: int | None, processes: bool):
             return Client(scheduler, timeout="10s"), None
         except (OSError, TimeoutError, ValueError) as e:
             raise UsageError(f"--scheduler {scheduler}: cannot reach the Dask scheduler: {e}") from None
+    # memory_limit=0: a worker's RSS counts the image pages its mmap touched
+    # (page cache, not heap); Dask's memory monitor would pause or restart
+    # workers for it on large images.
     cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=processes,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=None, silence_logs=logging.ERROR, memory_limit=0)
     return Client(cluster), cluster
 
 

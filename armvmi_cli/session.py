@@ -300,7 +300,8 @@ class Session:
             # memory): its VMCOREINFO address is a hint, verified like any.
             hk = getattr(self, "_armvmi_host", None)
             addr = getattr(getattr(getattr(hk, "kernel", None), "vmcoreinfo", None), "address", None)
-            hints = hints + [a for a in (addr,) if a is not None and a not in hints]
+            if addr is not None and addr not in hints:
+                hints = [*hints, addr]
         try:
             # A guest's own RAM (behind stage 2) holds one kernel: stop at the first.
             cand = locate_kernel(vm.gphys, ranges, note, what=vm.label, hints=hints, first=vm.stage2 is not None)
@@ -376,7 +377,7 @@ class Session:
         answer."""
         if not self.symopts.use_cache or getattr(self.memory, "record_to", None):
             return None
-        if getattr(self, "_facts_file", None) is None:
+        if self._facts_file is None:
             try:
                 st = os.stat(self.image_path)
                 digest = image_digest(self.image_path, st.st_size)
@@ -629,10 +630,10 @@ def image_digest(path, size: int, pages: int = SAMPLE_PAGES) -> str:
     import hashlib
 
     h = hashlib.sha256(str(size).encode())
-    offsets = [0] + [(size * i // (pages + 1)) & ~0xFFF for i in range(1, pages + 1)] + [max(size - 4096, 0)]
+    spread = [(size * i // (pages + 1)) & ~0xFFF for i in range(1, pages + 1)] + [max(size - 4096, 0)]
     with open(path, "rb", buffering=0) as f:
         h.update(os.pread(f.fileno(), 65536, 0))
-        for off in offsets[1:]:
+        for off in spread:
             h.update(os.pread(f.fileno(), 4096, off))
     return h.hexdigest()[:32]
 

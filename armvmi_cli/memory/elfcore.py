@@ -179,6 +179,18 @@ class ElfCoreMemory(PhysicalMemory):
         o = off + (pa - start)
         return self._mm[o : o + n]
 
+    def view(self, pa: int, n: int):
+        """Like :meth:`read`, but a memoryview into the map when the run lies in
+        one file-backed piece (no copy: a whole-memory search then costs the
+        search, not a copy of the image).  The caller releases it."""
+        i = self._find(pa)
+        if i >= 0 and pa + n <= self._ranges[i].end:
+            start, _, off = self._pieces[i]
+            if off is not None:
+                o = off + (pa - start)
+                return memoryview(self._mm)[o : o + n]
+        return self.read(pa, n)
+
     def close(self) -> None:
         self._file.close()
 

@@ -25,6 +25,14 @@ class RawMemory(PhysicalMemory):
         off = pa - self.phys_base
         return self._mm[off : off + n]
 
+    def view(self, pa: int, n: int):
+        """Like :meth:`read`, but a memoryview into the map (no copy); the caller releases it."""
+        i = self._find(pa)
+        if i >= 0 and pa + n <= self._ranges[i].end:
+            off = pa - self.phys_base
+            return memoryview(self._mm)[off : off + n]
+        return self.read(pa, n)
+
     def close(self) -> None:
         self._file.close()
 

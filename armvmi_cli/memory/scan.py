@@ -67,6 +67,7 @@ def _scan_translated(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
     bottom = layer
     while getattr(bottom, "lower", None) is not None:
         bottom = bottom.lower
+    get = getattr(bottom, "view", None) or bottom.read  # in place when the image lends a view
     overlap = max(len(needle) - 1, 0)
     for start, end in ranges if ranges is not None else layer_ranges(layer):
         carry, carry_end = b"", None
@@ -76,35 +77,50 @@ def _scan_translated(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
             while pos < hi:
                 n = min(chunk, hi - pos)
                 try:
-                    buf = bottom.read(m.out + (pos - m.va), n)
+                    buf = get(m.out + (pos - m.va), n)
                 except ArmvmiError:
                     carry, carry_end = b"", None
                     pos += n
                     continue
-                if carry_end != pos:
-                    carry = b""
-                data = carry + buf if carry else buf
-                yield from _hits(needle, data, pos - len(carry))
-                carry = data[-overlap:] if overlap else b""  # shorter than the needle: no hit is found twice
+                try:
+                    if carry_end != pos:
+                        carry = b""
+                    if carry:
+                        # Needles across the join start in the carry: search the
+                        # join alone (a few bytes), not carry + buf (a copy of buf).
+                        yield from _hits(needle, carry + bytes(buf[:overlap]), pos - len(carry), len(carry))
+                    yield from _hits(needle, buf, pos)
+                    if overlap:  # shorter than the needle: no hit is found twice
+                        carry = bytes(buf[-overlap:]) if len(buf) >= overlap else (carry + bytes(buf))[-overlap:]
+                finally:
+                    if isinstance(buf, memoryview):
+                        buf.release()
                 pos += n
                 carry_end = pos
 
 
 def _scan_flat(layer, needle: bytes, ranges, chunk: int) -> Iterator[int]:
     overlap = max(len(needle) - 1, 0)
+    # An mmap-backed image lends a view of its bytes: searching it in place
+    # is ~2x faster than copying each 16 MiB chunk out first.
+    get = getattr(layer, "view", None) or layer.read
     for start, end in ranges if ranges is not None else layer_ranges(layer):
         pos = start
         while pos < end:
             n = min(chunk + overlap, end - pos)
             try:
-                buf = layer.read(pos, n)
+                buf = get(pos, n)
             except ArmvmiError:
                 # A hole inside a coarse range (sparse snapshot, unmapped IPA):
                 # fall back to page steps for this chunk.
                 yield from _scan_pages(layer, needle, pos, min(pos + chunk, end))
                 pos += chunk
                 continue
-            yield from _hits(needle, buf, pos, chunk)
+            try:
+                yield from _hits(needle, buf, pos, chunk)
+            finally:
+                if isinstance(buf, memoryview):
+                    buf.release()  # the map can be closed once the search moves on
             pos += chunk
 
 
