@@ -37,11 +37,7 @@ _ENUM_BASE = {(1, False): "unsigned char", (1, True): "signed char", (2, False):
               (8, False): "long long unsigned int", (8, True): "long int"}
 
 
-# VMCOREINFO SYMBOL() entries that are no symbol's address
-_NOT_SYMBOLS = {
-    "mem_section",  # VMCOREINFO_SYMBOL_ARRAY: the pointer's value
-    "node_online_map",  # a macro for node_states[N_ONLINE] (include/linux/nodemask.h)
-}
+from ..symbols.resolve import _NOT_IN_THE_TABLE as _NOT_SYMBOLS  # VMCOREINFO SYMBOL()s that are no symbol's address
 
 
 class IsfBuilder:
@@ -336,7 +332,7 @@ def build_isf(kernel) -> tuple[dict, dict]:
 
 def write_isf(kernel, out, inputs=(), force: bool = False) -> dict:
     """Write the ISF (``.json``, or xz-compressed for ``.xz``) atomically."""
-    from .output import atomic_output, check_output
+    from ..output import Output, check_output
 
     check_output(out, inputs, force)
     doc, summary = build_isf(kernel)
@@ -345,8 +341,8 @@ def write_isf(kernel, out, inputs=(), force: bool = False) -> dict:
         import lzma
 
         data = lzma.compress(data, preset=1)
-    with atomic_output(out, inputs, force) as f:
-        f.write(data)
+    with Output(out, inputs, force) as o:
+        o.file().write(data)
     summary["path"] = os.fspath(out)
     summary["bytes"] = len(data)
     return summary

@@ -211,7 +211,7 @@ def _copy(f, mem, a: int, b: int) -> None:
 def extract(vm, out, fmt: str = "elf", inputs=(), force: bool = False) -> ExtractSummary:
     """Write ``vm``'s guest-physical memory to ``out`` (atomically)."""
     from .guestmem import guest_memory
-    from .output import atomic_output, check_output
+    from ..output import Output, check_output
 
     if fmt not in ("elf", "lime"):
         from ..errors import UsageError
@@ -243,7 +243,8 @@ def extract(vm, out, fmt: str = "elf", inputs=(), force: bool = False) -> Extrac
         err = ArmvmiError(f"{vm.label}: no guest page exists in this image; nothing to extract")
         err.exit_code = ExitCode.NOT_FOUND
         raise err
-    with atomic_output(out, inputs, force) as f:
+    with Output(out, inputs, force) as o:
+        f = o.file()
         summ.segments = write_elf(f, mem, notes) if fmt == "elf" else write_lime(f, mem)
     summ.bytes = mem.size
     return summ

@@ -133,6 +133,12 @@ def profile_matches(prof, vi, uts) -> bool:
 _DATA_TYPES = {"init_task": "task_struct", "init_uts_ns": "uts_namespace", "prb": "printk_ringbuffer",
                "printk_rb_static": "printk_ringbuffer", "vmap_area_list": "list_head", "node_online_map": "nodemask_t"}
 _PAGE_SIZED = ("swapper_pg_dir", "init_pg_dir", "tramp_pg_dir", "reserved_pg_dir", "idmap_pg_dir")
+# VMCOREINFO SYMBOL() entries that are not the address of a symbol of that name:
+# mem_section is VMCOREINFO_SYMBOL_ARRAY (the pointer's value, the array kmalloc'ed
+# under SPARSEMEM_EXTREME); node_online_map is a macro for node_states[N_ONLINE]
+# (include/linux/nodemask.h), an address inside another symbol.
+_NOT_A_SYMBOL = ("mem_section",)
+_NOT_IN_THE_TABLE = ("mem_section", "node_online_map")
 # kallsyms text runs: a symbol never extends past the end of its run.
 _TEXT_RUNS = (("_stext", "_etext"), ("_sinittext", "_einittext"))
 
@@ -153,7 +159,7 @@ class KallsymsWithVmcoreinfo:
         self.ks = ks
         self.extra = {}
         for k in vi.raw:
-            if k.startswith("SYMBOL(") and k.endswith(")"):
+            if k.startswith("SYMBOL(") and k.endswith(")") and k[7:-1] not in _NOT_A_SYMBOL:
                 self.extra[k[7:-1]] = vi.symbol(k[7:-1])
         self.kernel = kernel
 
@@ -213,7 +219,7 @@ class KallsymsWithVmcoreinfo:
     def _data_rows(self):
         """The data symbols kallsyms lacks, as (address, "D", name)."""
         return [(va, "D", name) for name, va in sorted(self.extra.items(), key=lambda kv: (kv[1] or 0, kv[0]))
-                if va is not None and self.ks.address(name) is None]
+                if va is not None and self.ks.address(name) is None and name not in _NOT_IN_THE_TABLE]
 
     def grep(self, pattern):
         import re
