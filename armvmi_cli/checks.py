@@ -2,7 +2,7 @@
 
 A check is a function registered here with one line::
 
-    register("orphan-socket", "armvmi_cli.linux.net:orphan_sockets")  # fn(kernel) -> Outcome
+    register("orphan-socket", "armvmi_cli.checks:orphan_sockets")  # fn(kernel) -> Outcome
     register("vector-hook", vector_hooks, scope="vm")      # fn(session, vm) -> Outcome
     register("log-vs-memory", verify_log, scope="session") # fn(session) -> Outcome
 
@@ -160,6 +160,19 @@ def hidden_modules(kernel) -> Outcome:
     return out
 
 
+def orphan_sockets(kernel) -> Outcome:
+    """Sockets in the kernel's own tables that no visible process holds
+    (``armvmi sockstat``'s cross-view of tables against fds)."""
+    from .linux.net import sockets
+
+    res = sockets(kernel)
+    out = Outcome(findings=list(res.findings))
+    out.checked.append(f"{len(res.records)} sockets, kernel tables against the fds of every process")
+    if not res.complete:
+        out.not_run.append("the socket tables could not be read completely: " + "; ".join(res.problems[:3]))
+    return out
+
+
 def syscall_hooks(kernel) -> Outcome:
     from .linux.module import lsmod
     from .linux.syscalls import check_syscalls
@@ -268,5 +281,6 @@ def log_vs_memory(session) -> Outcome:
 register("hidden-process", "armvmi_cli.checks:hidden_processes")
 register("hidden-module", "armvmi_cli.checks:hidden_modules")
 register("syscall-hook", "armvmi_cli.checks:syscall_hooks")
+register("orphan-socket", "armvmi_cli.checks:orphan_sockets")
 register("vector-hook", "armvmi_cli.checks:vector_hooks", scope="vm")
 register("log-vs-memory", "armvmi_cli.checks:log_vs_memory", scope="session")

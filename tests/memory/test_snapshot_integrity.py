@@ -39,7 +39,9 @@ class _Forged(PhysicalMemory):
     def __init__(self, inner, old: bytes, new: bytes):
         super().__init__(None)
         self.inner, self.old, self.new = inner, old, new
-        self.metadata, self.vmcoreinfo = dict(inner.metadata), inner.vmcoreinfo
+        # The repack carries no embedded kernel sections: drop their descriptors too.
+        self.metadata = {k: v for k, v in inner.metadata.items() if k != "kernels"}
+        self.vmcoreinfo = inner.vmcoreinfo
         self._set_ranges(inner.ranges())
         self.hits = []
         for r in inner.ranges():
