@@ -108,6 +108,9 @@ class SystemMap:
     @classmethod
     def load(cls, path: str | os.PathLike, check: bool = True, cache: bool = True) -> "SystemMap":
         """Load a plain or xz/gz/bz2/zstd-compressed System.map (cached)."""
+        from ..inputs import check_input
+
+        check_input(path, "System.map", error=SymbolError)  # before anything stats or opens it
         p = Path(path)
         key = _cache_key(p) if cache else None
         cfile = _cache_dir() / f"{key}.marshal" if key else None
