@@ -58,14 +58,17 @@ def test_dev_null_image_and_events_say_what_is_wrong(sample, capsys):
     assert rc == 2 and "character device" in one_line_error(err)
 
 
-def test_long_names_and_eio(sample, capsys):
+def test_long_names_and_eio(sample, capsys, tmp_path):
     long = "x" * 300
     for argv in (["ps", long], ["ps", sample, "-m", long], ["ps", sample, "--events", long], ["snapshot", "info", long]):
         rc, _, err = cli(capsys, *argv)
         assert rc == 2 and "too long" in one_line_error(err), argv
     # /proc/self/mem is a "regular file" whose read() at offset 0 fails with EIO
-    rc, _, err = cli(capsys, "ps", sample, "-m", "/proc/self/mem")
-    assert rc == 2 and "/proc/self/mem" in one_line_error(err)
+    for argv in (["ps", sample, "-m", "/proc/self/mem"], ["ps", sample, "--events", "/proc/self/mem"], ["ps", "/proc/self/mem"],
+                 ["events", "/proc/self/mem"], ["events", "import", "/proc/self/mem", tmp_path / "o.smclog"]):
+        rc, _, err = cli(capsys, *argv)
+        line = one_line_error(err)
+        assert rc == 2 and "/proc/self/mem" in line and "cannot write" not in line, argv
 
 
 def test_an_input_must_be_a_path():
