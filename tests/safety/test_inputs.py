@@ -14,7 +14,7 @@ from armvmi_cli import inputs
 from armvmi_cli.errors import ArmvmiError, SymbolError
 from armvmi_cli.symbols.system_map import read_maybe_compressed
 
-from .helpers import cli, one_line_error, run
+from .helpers import cli, dev_null, one_line_error, run
 
 
 @pytest.fixture
@@ -49,6 +49,7 @@ def test_character_devices_are_not_read_until_memory_runs_out(option, sample):
 
 
 def test_dev_null_image_and_events_say_what_is_wrong(sample, capsys):
+    dev_null()
     rc, _, err = cli(capsys, "ps", "/dev/null")
     assert rc == 2 and "not a regular file" in one_line_error(err)
     rc, _, err = cli(capsys, "ps", sample, "--events", "/dev/null")
