@@ -191,8 +191,19 @@ def events_import(
             n = import_jsonl(sys.stdin, o.file(), keep_crc)
         else:
             with open(jsonl, encoding="utf-8", errors="replace") as f:
-                n = import_jsonl(f, o.file(), keep_crc)
+                n = import_jsonl(_lines(f, jsonl), o.file(), keep_crc)
     print(f"wrote {n} records to {out}")
+
+
+def _lines(f, name):
+    """The input's lines; a read error names the input, not the output."""
+    from ..errors import UsageError
+    from ..inputs import os_reason
+
+    try:
+        yield from f
+    except OSError as e:
+        raise UsageError(f"{name}: cannot read: {os_reason(e)}") from None
 
 
 @image_command

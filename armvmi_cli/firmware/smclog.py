@@ -236,7 +236,10 @@ class SmcLogReader(_Closing):
     def _read_exact(self, n: int) -> bytes:
         chunks, got = [], 0
         while got < n:
-            b = self._fh.read(n - got)
+            try:
+                b = self._fh.read(n - got)
+            except OSError as e:  # EIO and the like: bad input, named
+                raise LogFormatError(f"event log {self.name}: cannot read: {e.strerror or e}") from None
             if not b:
                 break
             chunks.append(b)

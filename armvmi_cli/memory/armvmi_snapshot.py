@@ -402,6 +402,9 @@ def pack(
     if chunk_size < PAGE_SIZE or chunk_size & (chunk_size - 1) or chunk_size > MAX_CHUNK_SIZE:
         raise UsageError(f"chunk size {chunk_size} must be a power of two between 4096 and 16 MiB")
     out = os.fspath(out)
+    from ..output import check_output
+
+    check_output(out, force=True)  # the rename below would replace a device, a FIFO, a symlink
     meta = _source_metadata(src)
     if pages is None:
         ranges, missing = src.ranges(), 0

@@ -19,7 +19,10 @@ def sniff(path) -> str:
     from .mapped import open_image_file
 
     with open_image_file(path) as f:
-        head = f.read(8)
+        try:
+            head = f.read(8)
+        except OSError as e:
+            raise ImageFormatError(f"{path}: cannot read: {e.strerror or e}") from None
     if not head:
         raise ImageFormatError(f"{path}: empty file")
     if head.startswith(ELF_MAGIC):

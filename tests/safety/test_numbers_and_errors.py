@@ -32,7 +32,7 @@ def test_parse_int_ranges():
 
 
 @settings(max_examples=200, derandomize=True, deadline=None)
-@given(st.text(max_size=12))
+@given(st.text(alphabet=st.sampled_from("0123456789abfxXoOB_+- \t\n٣５"), max_size=8))
 def test_parse_int_never_accepts_what_a_c_tool_would_not(text):
     import re
 

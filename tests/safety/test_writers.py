@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .helpers import cli, one_line_error, run
+from .helpers import cli, dev_null, one_line_error, run
 
 
 def digest(p: Path) -> str:
@@ -89,11 +89,11 @@ def test_existing_file_needs_force_and_device_never(writer, raw_image, capsys, t
     rc, _, err = cli(capsys, *WRITERS[writer](raw_image, other))
     assert rc == 2 and "--force" in one_line_error(err)
     assert other.read_bytes() == b"someone else's file"
-    for bad in ("/dev/null", tmp_path):
+    for bad in (dev_null(), tmp_path):
         rc, _, err = cli(capsys, *WRITERS[writer](raw_image, bad), "--force")
         assert rc == 2
         one_line_error(err)
-    assert Path("/dev/null").is_char_device()
+    assert Path(dev_null()).is_char_device()
     rc, _, err = cli(capsys, *WRITERS[writer](raw_image, other), "--force")
     assert rc == 0, err
     assert other.read_bytes() != b"someone else's file"
@@ -148,7 +148,7 @@ def test_unfinished_output_is_never_read_as_an_image(raw_image, capsys, tmp_path
 
 def test_ps_record_pages_never_replaces_an_input(sample, capsys, tmp_path):
     before = digest(sample)
-    for out in (sample, "/dev/null"):
+    for out in (sample, dev_null()):
         rc, _, err = cli(capsys, "ps", sample, "--record-pages", out, "--force")
         assert rc == 2, err
         one_line_error(err)
@@ -236,7 +236,7 @@ def test_writer_rules_hold_for_every_kind_of_output(writer, kind, force, raw_ima
         "dangling": work / "dangle",
         "sibling-log": sib,
         "directory": work / "dir",
-        "devnull": Path("/dev/null"),
+        "devnull": Path(dev_null()),
     }[kind]
     if kind == "hardlink":
         os.link(raw_image, out)
