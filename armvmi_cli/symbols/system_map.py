@@ -108,10 +108,6 @@ class SystemMap:
         """Load a plain or xz/gz/bz2/zstd-compressed System.map (cached)."""
         from ..inputs import check_input
 
-<<<<<<< HEAD
-=======
-        check_input(path, "System.map", error=SymbolError)  # before anything stats or opens it
->>>>>>> safe-io
         p = Path(path)
         check_input(p, "System.map", error=SymbolError)  # before the cache digests its content: no FIFO, no /dev/zero
         entry = _cache_file(p) if cache else None
