@@ -158,6 +158,17 @@ def test_version_1_files_still_read(tmp_path):
     d = bytearray(p.read_bytes())
     index_off, index_len = struct.unpack_from("<QQ", d, 32)
     ih = INDEX_HEADER.unpack_from(d, index_off)
+    # version 1's chunk CRCs are of the decoded bytes (version 2's of the stored ones)
+    m2 = SnapshotMemory(p)
+    for k in range(m2.n_chunks):
+        off, stored, method, crc, _ = m2._entry(k)
+        if method == 2:
+            import lz4.block
+
+            plain = lz4.block.decompress(bytes(d[off:off + stored]), uncompressed_size=m2.chunk_size)
+            at = m2._chunks_off + k * CHUNK_ENTRY.size
+            d[at:at + CHUNK_ENTRY.size] = CHUNK_ENTRY.pack(off, stored, method, zlib.crc32(plain), 0)
+    m2.close()
     v1 = bytearray(d[:index_off]) + INDEX_HEADER_V1.pack(*ih[:5]) + d[index_off + INDEX_HEADER.size:]
     shrink = INDEX_HEADER.size - INDEX_HEADER_V1.size
     v1[8:10] = (1).to_bytes(2, "little")
