@@ -160,6 +160,8 @@ class SnapshotMemory(PhysicalMemory):
         off, stored, method, crc, _ = self._entry(k)
         if off + stored > self._data_end:
             raise self._bad(f"corrupt .armvmi chunk {k} (outside the data area)")
+        if method not in METHOD_NAMES:  # before the CRC: its message names the method
+            raise self._bad(f"corrupt .armvmi chunk {k} (unknown method {method})")
         payload = self._mv[off : off + stored]  # no copy: checked, then decoded, in place
         payload_crc = self.version >= 2 and method != METHOD_ZERO and self.flags & FLAG_CHECKSUMS
         if payload_crc and zlib.crc32(payload) != crc:

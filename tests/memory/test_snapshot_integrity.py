@@ -186,3 +186,21 @@ def test_shipped_sample_is_current_version():
     m = open_image(SAMPLE)
     assert m.version == 2 and m.check() == m.n_chunks
     assert json.loads(json.dumps(m.metadata))["sparse"] is True
+
+
+def test_unknown_method_with_a_bad_crc(tmp_path):
+    """Found by fuzz/fuzz_armvmi.py: a chunk of an unknown method whose CRC
+    does not match was a KeyError (exit 3) in the CRC message."""
+    p = tmp_path / "s.armvmi"
+    pack(sample_memory(), p)
+    m = SnapshotMemory(p)
+    k = next(k for k in range(m.n_chunks) if m._entry(k)[2] == 2)
+    off, stored, _, crc, _ = m._entry(k)
+    at = m._chunks_off + k * CHUNK_ENTRY.size
+    m.close()
+    d = bytearray(p.read_bytes())
+    d[at:at + CHUNK_ENTRY.size] = CHUNK_ENTRY.pack(off, stored, 130, crc ^ 1, 0)
+    _fix_crcs(d)
+    p.write_bytes(bytes(d))
+    with pytest.raises(ImageFormatError, match=f"chunk {k} \\(unknown method 130\\)"):
+        SnapshotMemory(p).check()
