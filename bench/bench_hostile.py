@@ -14,7 +14,6 @@ Before the fix (armvmi of issue 10): > 100 s, 6 s, 42 s / 2.3 GB.
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,16 +30,23 @@ SHARED = Path(os.environ.get("ARMVMI_SHARED_CAPTURES", REPO.parent.parent / "sha
 CACHE = Path(os.environ.get("ARMVMI_CAPTURE_CACHE", Path.home() / ".cache" / "armvmi-captures"))
 
 
-def child(args, timeout=600):
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+_HWM = ("\nprint('VmHWM', [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1], "
+        "file=sys.stderr)")
+
+
+def child(code: str, *args, env=None, timeout=600):
+    """(exit code, seconds, peak RSS in MB of that process alone: VmHWM, since
+    getrusage's maxrss includes what the parent had when it forked)."""
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    r = subprocess.run([sys.executable, "-c", code + _HWM, *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, cwd=REPO, env=env)
     dt = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return r, dt, rss if rss > before else None
+    hwm = r.stderr.rsplit("VmHWM", 1)
+    return r.returncode, dt, int(hwm[1].split()[0]) / 1024 if len(hwm) == 2 else None
 
 
-OPEN = "import sys; from armvmi_cli.memory import open_image; m = open_image(sys.argv[1]); print(len(m.ranges()))"
+OPEN = "import sys\nfrom armvmi_cli.memory import open_image\nm = open_image(sys.argv[1])\nprint(len(m.ranges()))"
+PS = ("import sys\nfrom armvmi_cli.cli.app import main\nrc = main(['ps', sys.argv[1], '--events', sys.argv[2]])")
 
 
 def main() -> int:
@@ -50,8 +56,8 @@ def main() -> int:
                        ("ELF, 30,000 overlapping PT_LOADs", lambda p: synth.write_many_loads_elf(p, 30000, overlap=True)),
                        ("LiME, 300,000 ranges", lambda p: synth.write_many_ranges_lime(p, 300_000))):
         p = make(work / "img")
-        r, dt, rss = child(["-c", OPEN, str(p)])
-        rows.append((f"open {name}", dt, rss, r.returncode))
+        rc, dt, rss = child(OPEN, p)
+        rows.append((f"open {name}", dt, rss, rc))
     img, log = CACHE / "nested-nvhe-kaslr" / "host-mem.elf", SHARED / "nested-nvhe-kaslr" / "host-mem.elf.smclog"
     if img.exists() and log.exists():
         from armvmi_cli.firmware.smclog import make_record, read_log, write_log
@@ -68,18 +74,13 @@ def main() -> int:
         write_log(work / "64.smclog", out, header)
         env = dict(os.environ, ARMVMI_CACHE=str(work / "cache"))
         for label in ("first run", "repeated"):
-            t = time.perf_counter()
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            r = subprocess.run([sys.executable, "-m", "armvmi_cli.cli.app", "ps", str(img), "--events", str(work / "64.smclog")],
-                               capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
-            dt = time.perf_counter() - t
-            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            rows.append((f"ps, 64 VMs over one stage 2 ({label})", dt, rss if rss > before else None, r.returncode))
+            rc, dt, rss = child(PS, img, work / "64.smclog", env=env)
+            rows.append((f"ps, 64 VMs over one stage 2 ({label})", dt, rss, rc))
     else:
         print(f"(nested capture not in {CACHE}: the 64-VM case is skipped)")
     width = max(len(r[0]) for r in rows)
     for name, dt, rss, rc in rows:
-        print(f"{name:<{width}}  {dt:7.2f} s  peak RSS {'%6.0f MB' % (rss / 1024) if rss else '   (<= earlier)'}  exit {rc}")
+        print(f"{name:<{width}}  {dt:7.2f} s  peak RSS {rss:6.0f} MB  exit {rc}")
     return 0
 
 

@@ -30,7 +30,7 @@ from .base import PhysicalMemory, Range
 from .detect import ARMVMI_MAGIC
 from .mapped import MappedFile
 
-VERSION = 2  # 2: CRCs of metadata and events in the index; chunk CRCs checked on every read
+VERSION = 2  # 2: chunk CRCs are of the stored bytes; CRCs of metadata and events in the index
 READ_VERSIONS = (1, 2)  # 1 differs only by lacking the metadata/events CRCs: still safe to read
 MAX_CHUNK_SIZE = 1 << 24  # the largest chunk `pack` writes; a header claiming more is corrupt
 PAGE_SIZE = 4096
@@ -66,6 +66,7 @@ class SnapshotMemory(PhysicalMemory):
         super().__init__(str(path))
         self._file = MappedFile(path)
         self._mm = self._file.mm
+        self._mv = memoryview(self._mm)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cached_bytes = 0
         #: the first integrity error met while reading (see cli.views.collect_view)
@@ -73,6 +74,7 @@ class SnapshotMemory(PhysicalMemory):
         try:
             self._open()
         except BaseException:
+            self._mv.release()
             self._file.close()
             raise
 
@@ -190,34 +192,45 @@ class SnapshotMemory(PhysicalMemory):
         off, stored, method, crc, _ = self._entry(k)
         if off + stored > self._data_end:
             raise self._bad(f"corrupt .armvmi chunk {k} (outside the data area)")
+        if method not in METHOD_NAMES:  # before the CRC: its message names the method
+            raise self._bad(f"corrupt .armvmi chunk {k} (unknown method {method})")
+        payload = self._mv[off : off + stored]  # no copy: checked, then decoded, in place
+        payload_crc = self.version >= 2 and method != METHOD_ZERO and self.flags & FLAG_CHECKSUMS
+        if payload_crc and zlib.crc32(payload) != crc:
+            # version 2: the CRC is of the stored bytes, checked before lz4 sees them
+            # (LZ4 decoding is deterministic: good stored bytes decode to the packed data)
+            self._crc_mismatch(k, method, off)
         if method == METHOD_ZERO:
             data = self._zero if length == self.chunk_size else bytes(length)
         elif method == METHOD_STORED:
             if stored != length:
                 raise self._bad(f"corrupt .armvmi chunk {k} (stored length {stored}, expected {length})")
-            data = self._mm[off : off + stored]
+            data = bytes(payload)
         elif method == METHOD_LZ4:
             global _lz4
             if _lz4 is None:  # imported on first use: `armvmi --help` must not load lz4
                 import lz4.block as _lz4
             try:
-                data = _lz4.decompress(self._mm[off : off + stored], uncompressed_size=length)
+                data = _lz4.decompress(payload, uncompressed_size=length)
             except _lz4.LZ4BlockError:
                 raise self._bad(f"corrupt .armvmi chunk {k} at {off:#x} (lz4 data does not decode)") from None
             if len(data) != length:
                 raise self._bad(f"corrupt .armvmi chunk {k} at {off:#x} (decodes to {len(data)} bytes, expected {length})")
         else:
             raise self._bad(f"corrupt .armvmi chunk {k} (unknown method {method})")
-        if method != METHOD_ZERO and self.flags & FLAG_CHECKSUMS and zlib.crc32(data) != crc:
-            err = self._bad(f"corrupt .armvmi chunk {k} ({self._chunk_span(k)}, {METHOD_NAMES[method]} at file offset "
-                            f"{off:#x}): CRC mismatch, its data was altered or damaged")
-            # Walks turn read errors into partial results; a damaged container
-            # is bad input for the whole command, so the CLI checks this.
-            if self.damage is None:
-                self.damage = err
-            raise err
+        if not payload_crc and method != METHOD_ZERO and self.flags & FLAG_CHECKSUMS and zlib.crc32(data) != crc:
+            self._crc_mismatch(k, method, off)  # version 1: the CRC is of the chunk's decoded bytes
         self._checked[k] = 1
         return data, method
+
+    def _crc_mismatch(self, k: int, method: int, off: int):
+        err = self._bad(f"corrupt .armvmi chunk {k} ({self._chunk_span(k)}, {METHOD_NAMES[method]} at file offset "
+                        f"{off:#x}): CRC mismatch, its data was altered or damaged")
+        # Walks turn read errors into partial results; a damaged container
+        # is bad input for the whole command, so the CLI checks this.
+        if self.damage is None:
+            self.damage = err
+        raise err
 
     def _chunk_span(self, k: int) -> str:
         """Which physical addresses chunk ``k`` holds, for error messages."""
@@ -233,6 +246,9 @@ class SnapshotMemory(PhysicalMemory):
         if data is not None:
             self._cache.move_to_end(k)
             return data
+        return self._chunk_miss(k, length)
+
+    def _chunk_miss(self, k: int, length: int) -> bytes:
         data, method = self._load(k, length)
         if method == METHOD_LZ4:  # zero and stored chunks cost no more than a cache hit
             self._cache[k] = data
@@ -249,14 +265,18 @@ class SnapshotMemory(PhysicalMemory):
         cstart = r.start + j * cs
         length = min(cs, r.end - cstart)
         k = self._first[index] + j
-        if o + n <= length and k not in self._cache and self._checked[k]:
-            # small reads of raw or zero chunks, once checked, need no chunk-sized copy
-            off, stored, method, _, _ = self._entry(k)
-            if method == METHOD_STORED and stored == length and off + stored <= self._data_end:
-                return self._mm[off + o : off + o + n]
-            if method == METHOD_ZERO:
-                return bytes(n)
-        data = self._chunk(k, length)
+        data = self._cache.get(k)
+        if data is not None:
+            self._cache.move_to_end(k)
+        else:
+            if o + n <= length and self._checked[k]:
+                # small reads of raw or zero chunks, once checked, need no chunk-sized copy
+                off, stored, method, _, _ = self._entry(k)
+                if method == METHOD_STORED and stored == length and off + stored <= self._data_end:
+                    return self._mm[off + o : off + o + n]
+                if method == METHOD_ZERO:
+                    return bytes(n)
+            data = self._chunk_miss(k, length)
         if o + n <= len(data):
             return data if (o == 0 and n == len(data)) else data[o : o + n]
         parts = [data[o:]]
@@ -295,6 +315,7 @@ class SnapshotMemory(PhysicalMemory):
     def close(self) -> None:
         self._cache.clear()
         self._cached_bytes = 0
+        self._mv.release()
         self._file.close()
 
     def describe(self) -> dict:
@@ -350,12 +371,11 @@ def _encode_batch(buf: bytes, sizes: list[int], checksums: bool):
         if c == zero[:n]:
             out.append((METHOD_ZERO, b"", 0))
             continue
-        crc = zlib.crc32(c) if checksums else 0
         z = lz4.block.compress(c, store_size=False)
         if len(z) < n:
-            out.append((METHOD_LZ4, z, crc))
+            out.append((METHOD_LZ4, z, zlib.crc32(z) if checksums else 0))  # of the stored bytes (version 2)
         else:
-            out.append((METHOD_STORED, bytes(c), crc))
+            out.append((METHOD_STORED, bytes(c), zlib.crc32(c) if checksums else 0))
     return out
 
 

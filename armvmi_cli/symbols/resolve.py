@@ -238,13 +238,30 @@ class KallsymsWithVmcoreinfo:
         return iter(sorted(list(self.ks) + [Symbol(*r) for r in self._data_rows()], key=lambda s: s[0]))
 
 
+def _read_span(kernel, va: int, n: int) -> bytes:
+    """``n`` bytes at ``va``, read one leaf mapping (a 2 MiB block of the kernel
+    image, say) at a time: the BTF is read on every run to check its digest."""
+    span = getattr(kernel.vmem, "span", None)
+    if span is None:
+        return kernel.read(va, n)
+    parts, cur, left = [], va, n
+    while left:
+        out, size, fault = span(cur)
+        if fault is not None:
+            raise fault
+        take = min(left, size)
+        parts.append(kernel.vmem.lower.read(out, take))
+        cur, left = cur + take, left - take
+    return b"".join(parts)
+
+
 def _read_btf(kernel) -> tuple[bytes, str]:
     """The BTF blob and where it was found."""
     try:
         start, stop = kernel.symbol("__start_BTF"), kernel.symbol("__stop_BTF")
         if not 0 < stop - start < (256 << 20):
             raise SymbolError(f"{kernel.name}: implausible BTF bounds {start:#x}-{stop:#x}")
-        return kernel.read(start, stop - start), f"at {start:#x}"
+        return _read_span(kernel, start, stop - start), f"at {start:#x}"
     except SymbolError:
         # No data symbols (kallsyms without KALLSYMS_ALL): find it by its header.
         from .btf_locate import locate_btf

@@ -160,6 +160,17 @@ def test_version_1_files_still_read(tmp_path):
     d = bytearray(p.read_bytes())
     index_off, index_len = struct.unpack_from("<QQ", d, 32)
     ih = INDEX_HEADER.unpack_from(d, index_off)
+    # version 1's chunk CRCs are of the decoded bytes (version 2's of the stored ones)
+    m2 = SnapshotMemory(p)
+    for k in range(m2.n_chunks):
+        off, stored, method, crc, _ = m2._entry(k)
+        if method == 2:
+            import lz4.block
+
+            plain = lz4.block.decompress(bytes(d[off:off + stored]), uncompressed_size=m2.chunk_size)
+            at = m2._chunks_off + k * CHUNK_ENTRY.size
+            d[at:at + CHUNK_ENTRY.size] = CHUNK_ENTRY.pack(off, stored, method, zlib.crc32(plain), 0)
+    m2.close()
     v1 = bytearray(d[:index_off]) + INDEX_HEADER_V1.pack(*ih[:5]) + d[index_off + INDEX_HEADER.size:]
     shrink = INDEX_HEADER.size - INDEX_HEADER_V1.size
     v1[8:10] = (1).to_bytes(2, "little")
@@ -177,3 +188,21 @@ def test_shipped_sample_is_current_version():
     m = open_image(SAMPLE)
     assert m.version == 2 and m.check() == m.n_chunks
     assert json.loads(json.dumps(m.metadata))["sparse"] is True
+
+
+def test_unknown_method_with_a_bad_crc(tmp_path):
+    """Found by fuzz/fuzz_armvmi.py: a chunk of an unknown method whose CRC
+    does not match was a KeyError (exit 3) in the CRC message."""
+    p = tmp_path / "s.armvmi"
+    pack(sample_memory(), p)
+    m = SnapshotMemory(p)
+    k = next(k for k in range(m.n_chunks) if m._entry(k)[2] == 2)
+    off, stored, _, crc, _ = m._entry(k)
+    at = m._chunks_off + k * CHUNK_ENTRY.size
+    m.close()
+    d = bytearray(p.read_bytes())
+    d[at:at + CHUNK_ENTRY.size] = CHUNK_ENTRY.pack(off, stored, 130, crc ^ 1, 0)
+    _fix_crcs(d)
+    p.write_bytes(bytes(d))
+    with pytest.raises(ImageFormatError, match=f"chunk {k} \\(unknown method 130\\)"):
+        SnapshotMemory(p).check()
