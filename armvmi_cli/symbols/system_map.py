@@ -108,8 +108,9 @@ class SystemMap:
         """Load a plain or xz/gz/bz2/zstd-compressed System.map (cached)."""
         from ..inputs import check_input
 
+        # Before anything stats, digests (the cache key) or opens it: no FIFO, no /dev/zero, no None.
+        check_input(path, "System.map", error=SymbolError)
         p = Path(path)
-        check_input(p, "System.map", error=SymbolError)  # before the cache digests its content: no FIFO, no /dev/zero
         entry = _cache_file(p) if cache else None
         sm = cls._from_cache(p, *entry) if entry else None
         if sm is None:
