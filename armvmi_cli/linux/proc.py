@@ -283,15 +283,6 @@ class MalfindRecord:
 PEEK = 64
 
 
-def hexdump(data: bytes, base: int) -> str:
-    rows = []
-    for off in range(0, len(data), 16):
-        chunk = data[off:off + 16]
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        rows.append(f"{base + off:016x}  {' '.join(f'{b:02x}' for b in chunk):<47}  |{text}|")
-    return "\n".join(rows)
-
-
 def suspicious(v: VmaInfo) -> list[str]:
     """Why a mapping looks like injected code (empty: it does not)."""
     from .mm import VM_EXEC, VM_WRITE
@@ -311,6 +302,7 @@ def suspicious(v: VmaInfo) -> list[str]:
 
 def malfind_view(kernel, pids=None):
     """``armvmi malfind``: mappings that look like injected code, as findings."""
+    from ..cli.render import hexdump  # the one `armvmi read` prints (stdlib only)
     from ..view import Finding, ViewResult
 
     ps = processes(kernel, pids)
