@@ -338,13 +338,6 @@ def for_each_vma(kernel, mm, walk: VmaWalk | None = None):
         node = nxt
 
 
-def find_vma(kernel, mm, address: int):
-    for vma in for_each_vma(kernel, mm):
-        if vma.vm_start <= address < vma.vm_end:
-            return vma
-    return None
-
-
 def perms(flags: int) -> str:
     return "".join((
         "r" if flags & VM_READ else "-",

@@ -79,12 +79,13 @@ def _found(result, pids, tasks):
 
 def find_process(kernel, pid: int):
     """The task with thread id ``pid`` (a leader, a hidden leader, or a thread)."""
-    ps = processes(kernel, [pid])
-    if ps.tasks:
-        return ps.tasks[0]
     from .tasks import for_each_thread
 
-    for t in processes(kernel).tasks:
+    leaders = processes(kernel).tasks  # walked once: the leaders first, then their threads
+    for t in leaders:
+        if _pid(t) == pid:
+            return t
+    for t in leaders:
         try:
             for th in for_each_thread(kernel, t):
                 if th.pid == pid:
@@ -221,8 +222,7 @@ def envars_view(kernel, pids=None):
             rec.error = "; ".join(errors)
             res.problems.append(f"pid {pid} ({comm}): {rec.error}")
         res.records.append(rec)
-    res.pids_found = {t.pid for t in found} if pids else None
-    return res
+    return _found(res, pids, found)
 
 
 # -- maps ----------------------------------------------------------------------------------------
@@ -244,21 +244,30 @@ def task_maps(kernel, task, walk: VmaWalk | None = None) -> list[VmaInfo]:
     return out
 
 
+def _each_maps(kernel, ps: Processes, res):
+    """``(task, task_maps)`` for each of ``ps``; a VMA walk that stops early
+    is a problem of ``res`` and marks it partial."""
+    for t in ps.tasks:
+        w = VmaWalk()
+        try:
+            vmas = task_maps(kernel, t, w)
+        except ArmvmiError as e:
+            w.problem(f"mm unreadable: {e}")
+            vmas = []
+        if not w.complete:
+            res.complete = False
+        res.problems += [f"pid {_pid(t)}: {p}" for p in w.problems]
+        yield t, vmas
+
+
 def maps_view(kernel, pids=None):
     """``armvmi maps``: one row per VMA of each process."""
     from ..view import ViewResult
 
     ps = processes(kernel, pids)
     res = ViewResult(problems=list(ps.problems), complete=ps.complete)
-    for t in ps.tasks:
-        w = VmaWalk()
-        try:
-            res.records += task_maps(kernel, t, w)
-        except ArmvmiError as e:
-            w.problem(f"mm unreadable: {e}")
-        if not w.complete:
-            res.complete = False
-        res.problems += [f"pid {_pid(t)}: {p}" for p in w.problems]
+    for _t, vmas in _each_maps(kernel, ps, res):
+        res.records += vmas
     return _found(res, pids, ps.tasks)
 
 
@@ -307,16 +316,7 @@ def malfind_view(kernel, pids=None):
 
     ps = processes(kernel, pids)
     res = ViewResult(problems=list(ps.problems), complete=ps.complete)
-    for t in ps.tasks:
-        w = VmaWalk()
-        try:
-            vmas = task_maps(kernel, t, w)
-        except ArmvmiError as e:
-            w.problem(f"mm unreadable: {e}")
-            vmas = []
-        if not w.complete:
-            res.complete = False
-        res.problems += [f"pid {_pid(t)}: {p}" for p in w.problems]
+    for t, vmas in _each_maps(kernel, ps, res):
         for v in vmas:
             why = suspicious(v)
             if not why:
