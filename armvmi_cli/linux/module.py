@@ -32,6 +32,7 @@ MODULE_NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV
 MAX_MODULES = 1 << 14
 MAX_TREE_NODES = 1 << 16
 GiB = 1 << 30
+MASK64 = (1 << 64) - 1
 VIEWS = ("module_list", "module_kset", "mod_tree", "memory_scan")
 
 
@@ -291,11 +292,14 @@ def scan_modules(kernel, space) -> list[int]:
 
     back = kernel.offsetof("module", "mkobj") + kernel.offsetof("module_kobject", "mod")
     stext = kernel.symbol("_stext") if kernel.has_symbol("_stext") else None
+    kv = kernel.info.kimage_voffset
     out = []
     for lo, hi in space:
         for m in kernel.vmem.mappings(lo, hi):
             if m.size > 1 << 21 or (stext is not None and m.va <= stext < m.va + m.size):
                 continue  # module memory is vmalloc'ed pages, not the kernel image's blocks
+            if kv is not None and m.out == (m.va - kv) & MASK64:
+                continue  # the kernel image's own pages (its data and bss: the space runs from _etext without _end)
             try:
                 buf = kernel.read(m.va, m.size)
             except ArmvmiError:
