@@ -123,18 +123,19 @@ def is_module(kernel, address: int, space=None) -> bool:
         name = raw.split(b"\0", 1)[0]
         if not name or b"\0" not in raw or not set(name) <= MODULE_NAME_CHARS:
             return False
-        nxt, prv = kernel.read_u64(address + kernel.offsetof("module", "list")), kernel.read_u64(address + kernel.offsetof("module", "list") + 8)
-        if nxt < 1 << 63 or prv < 1 << 63:
+        link = address + kernel.offsetof("module", "list")
+        if kernel.read_u64(link) < 1 << 63 or kernel.read_u64(link + 8) < 1 << 63:
             return False
         if int(mod.mkobj.mod) != address:
             return False
-        base, size = _layouts(kernel, mod)[0]
+        layouts = _layouts(kernel, mod)
+        base, size = layouts[0]
         if space is None:
             space = module_space(kernel)
         if not _in(space, base) or not 0 < size < GiB:
             return False
         # struct module is the module's .gnu.linkonce.this_module, inside one of its layouts.
-        return any(b <= address < b + s for b, s in _layouts(kernel, mod) if b)
+        return any(b <= address < b + s for b, s in layouts if b)
     except (ArmvmiError, AttributeError, IndexError):
         return False
 
@@ -173,12 +174,9 @@ def modules_head(kernel, hint_modules=(), space=None):
     return None
 
 
-def module_list(kernel, head: int, walk: ListWalk, space) -> list[int]:
+def module_list(kernel, head: int, walk: ListWalk) -> list[int]:
     off = kernel.offsetof("module", "list")
-    out = []
-    for node in list_nodes(kernel, head, walk, limit=MAX_MODULES):
-        out.append(node - off)
-    return out
+    return [node - off for node in list_nodes(kernel, head, walk, limit=MAX_MODULES)]
 
 
 def module_kset(kernel, hint_modules=(), space=None):
@@ -334,7 +332,6 @@ def _lsmod(kernel, scan: bool):
     complete = True
     space = module_space(kernel)
     views: dict[str, list[int]] = {}
-    found = {}
     if scan:
         try:
             views["memory_scan"] = scan_modules(kernel, space)
@@ -359,7 +356,7 @@ def _lsmod(kernel, scan: bool):
         problems.append(f"modules list head not found: {e}")
     walk = ListWalk()
     if head is not None:
-        views["module_list"] = module_list(kernel, head, walk, space)
+        views["module_list"] = module_list(kernel, head, walk)
         problems += [f"modules list: {p}" for p in walk.problems]
         complete = complete and walk.complete
     else:
@@ -402,7 +399,6 @@ def _lsmod(kernel, scan: bool):
                 continue
             info.hidden = head is not None and walk.complete
         info.seen_by = seen
-        found[m] = info
         records.append(info)
     return records, problems, complete
 
