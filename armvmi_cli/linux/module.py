@@ -164,11 +164,7 @@ def modules_head(kernel, hint_modules=(), space=None):
     if head is not None:
         return head
     for m in hint_modules:
-        node = m + off
-        for _ in range(MAX_MODULES):
-            node = kernel.read_u64(node)
-            if node == m + off:
-                break
+        for node in list_nodes(kernel, m + off, ListWalk(), limit=MAX_MODULES):
             if not is_module(kernel, node - off, space):
                 return node
     return None
@@ -255,30 +251,20 @@ def mod_tree(kernel, space=None):
 
 def tree_modules(kernel, root: int, problems: list) -> list[int]:
     """Modules in the latch tree's first copy (``tree[0]``, linked through
-    ``latch_tree_node.node[0]``)."""
+    ``latch_tree_node.node[0]``), in address order; a module is in it once per layout."""
+    from ..host.kvm import rb_inorder
+
     t = kernel.object("mod_tree_root", root)
-    node = int(t.root.tree[0].rb_node)
-    mtn_node = kernel.offsetof("mod_tree_node", "node")
-    left, right = kernel.offsetof("rb_node", "rb_left"), kernel.offsetof("rb_node", "rb_right")
-    mod_off = kernel.offsetof("mod_tree_node", "mod")
-    out, seen, stack = [], set(), [node]
-    while stack:
-        n = stack.pop()
-        if not n:
-            continue
-        if n in seen or len(seen) >= MAX_TREE_NODES:
-            problems.append(f"mod_tree: node {n:#x} revisited (a cycle) or tree too large")
-            return out
-        seen.add(n)
+    mod_at = kernel.offsetof("mod_tree_node", "mod") - kernel.offsetof("mod_tree_node", "node")
+    walk: list[str] = []
+    out: dict[int, None] = {}
+    for n in rb_inorder(kernel, int(t.root.tree[0].rb_node), walk, MAX_TREE_NODES):
         try:
-            m = kernel.read_u64(n - mtn_node + mod_off)
-            stack += [kernel.read_u64(n + right), kernel.read_u64(n + left)]
+            out.setdefault(kernel.read_u64(n + mod_at))
         except ArmvmiError as e:
-            problems.append(f"mod_tree: node {n:#x} unreadable ({e})")
-            return out
-        if m not in out:
-            out.append(m)
-    return out
+            walk.append(f"mod_tree_node of {n:#x} unreadable ({e})")
+    problems += [f"mod_tree: {p}" for p in walk]
+    return list(out)
 
 
 def scan_modules(kernel, space) -> list[int]:
