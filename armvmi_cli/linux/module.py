@@ -361,13 +361,13 @@ def _lsmod(kernel, scan: bool):
     for v in VIEWS:
         if v not in views and not (v == "memory_scan" and not scan):
             problems.append(f"{v}: not available on this kernel")
-    listed = set(views.get("module_list", ()))
-    order = list(views.get("module_list", ()))
-    for v in VIEWS[1:]:
-        order += [m for m in views.get(v, ()) if m not in order]
+    # Sets: a hostile image can fill each view with thousands of candidates.
+    members = {v: set(ms) for v, ms in views.items()}
+    listed = members.get("module_list", set())
+    order = dict.fromkeys(m for v in VIEWS for m in views.get(v, ()))  # the list's order, then each view's
     records = []
     for m in order:
-        seen = [v for v in VIEWS if m in views.get(v, ())]
+        seen = [v for v in VIEWS if m in members.get(v, ())]
         try:
             info = module_info(kernel, kernel.object("module", m))
         except ArmvmiError as e:
