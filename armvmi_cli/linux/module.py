@@ -408,31 +408,49 @@ def lsmod_view(kernel, scan: bool = True):
 
 # -- module symbols (mod->kallsyms) ---------------------------------------------------------------
 
+def _module_symtab(kernel, module: int):
+    """``(strtab, values, symbols)``: the module's defined NOTYPE/OBJECT/FUNC
+    symbols as ``(value, index, st_name)`` sorted by value, ``values`` their
+    values (for bisect); None without kallsyms.  Parsed once per module:
+    every syscall hook into a module looks its symbol up here."""
+    cache = kernel.__dict__.setdefault("_module_symtabs", {})
+    if module not in cache:
+        mod = kernel.object("module", module)
+        ks = mod.kallsyms
+        table = None
+        if int(ks):
+            ks = ks.deref()
+            n, symtab, strtab = ks.num_symtab, int(ks.symtab), int(ks.strtab)
+            if 0 < n < 1 << 20:
+                syms = sorted((value, i, st_name) for i, (st_name, st_info, _other, shndx, value, _size)
+                              in enumerate(struct.iter_unpack("<IBBHQQ", kernel.read(symtab, 24 * n)))
+                              if shndx != 0 and (st_info & 0xF) in (0, 1, 2))
+                table = (strtab, [v for v, _, _ in syms], syms)
+        cache[module] = table
+    return cache[module]
+
+
 def module_symbol(kernel, module: int, va: int):
     """(name, offset) of the module symbol at or below ``va`` (from the
-    module's own ``kallsyms`` symtab/strtab), or None."""
+    module's own ``kallsyms`` symtab/strtab), or None: the highest value
+    with a real name, the first in the symtab among equal values."""
+    from bisect import bisect_left, bisect_right
+
     from ..memory.scan import read_cstring
 
-    mod = kernel.object("module", module)
-    ks = mod.kallsyms
-    if not int(ks):
+    table = _module_symtab(kernel, module)
+    if table is None:
         return None
-    ks = ks.deref()
-    n, symtab, strtab = ks.num_symtab, int(ks.symtab), int(ks.strtab)
-    if not 0 < n < 1 << 20:
-        return None
-    raw = kernel.read(symtab, 24 * n)
-    best = None
-    for i in range(n):
-        st_name, st_info, _other, shndx, value, size = struct.unpack_from("<IBBHQQ", raw, 24 * i)
-        if shndx == 0 or value > va or (st_info & 0xF) not in (0, 1, 2):  # NOTYPE/OBJECT/FUNC
-            continue
-        name = read_cstring(kernel.vmem, strtab + st_name, 128).decode("utf-8", "replace")
-        if not name or name.startswith("$"):  # mapping symbols ($x, $d)
-            continue
-        if best is None or value > best[1]:
-            best = (name, value)
-    return None if best is None else (best[0], va - best[1])
+    strtab, values, syms = table
+    hi = bisect_right(values, va)
+    while hi:
+        lo = bisect_left(values, values[hi - 1])
+        for value, _i, st_name in syms[lo:hi]:
+            name = read_cstring(kernel.vmem, strtab + st_name, 128).decode("utf-8", "replace")
+            if name and not name.startswith("$"):  # not a mapping symbol ($x, $d)
+                return name, va - value
+        hi = lo
+    return None
 
 
 def module_containing(kernel, va: int, modules) -> ModuleInfo | None:
