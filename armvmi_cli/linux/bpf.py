@@ -123,7 +123,7 @@ def _view():
         Column("kind"), Column("id", align="right"), Column("type"), Column("name"), Column("tag", priority=2),
         Column("attach", priority=3), Column("key_size", "KEY", align="right", priority=4),
         Column("value_size", "VALUE", align="right", priority=4), Column("max_entries", "MAX", align="right", priority=4),
-        Column("address", kind="addr", priority=1)))
+        Column("address", priority=1)))
 
 
 EBPF = _view()

@@ -470,11 +470,11 @@ def _view():
 
     return View("modules", "loaded kernel modules (modules list, cross-checked with sysfs, mod_tree and a memory scan)",
                 collect=lsmod_view, columns=(
-                    Column("name"), Column("base", kind="addr"), Column("size", align="right"),
+                    Column("name"), Column("base"), Column("size", align="right"),
                     Column("refcount", "REFS", align="right"), Column("state"), Column("taint", priority=3),
-                    Column("hidden", "HIDDEN", fmt=lambda v: "HIDDEN" if v else ""),
-                    Column("module", "STRUCT MODULE", kind="addr", priority=1),
-                    Column("seen_by", "SEEN BY", priority=2, kind="list")))
+                    Column("hidden", fmt=lambda v: "HIDDEN" if v else ""),
+                    Column("module", "STRUCT MODULE", priority=1),
+                    Column("seen_by", "SEEN BY", priority=2)))
 
 
 LSMOD = _view()

@@ -343,16 +343,13 @@ def malfind_view(kernel, pids=None):
 def _views():
     from ..view import Column, View
 
-    def joined(v):
-        return "-" if v is None else " ".join(v)
-
     psaux = View("processes", "processes with their command line and executable", collect=psaux_view, columns=(
         Column("pid", align="right"), Column("ppid", align="right"), Column("uid", align="right", priority=2),
         Column("euid", align="right", priority=2), Column("comm"), Column("exe", priority=1),
-        Column("hidden", "HIDDEN", fmt=lambda v: "HIDDEN" if v else "", priority=1),
-        Column("argv", "ARGV", fmt=joined)))
+        Column("hidden", fmt=lambda v: "HIDDEN" if v else "", priority=1),
+        Column("argv")))  # a list: space-joined, "-" when unreadable
     envars = View("environ", "the environment of each process", collect=envars_view, columns=(
-        Column("pid", align="right"), Column("comm"), Column("env", "ENV", fmt=joined)))
+        Column("pid", align="right"), Column("comm"), Column("env")))
     maps = View("maps", "memory maps of each process, as /proc/PID/maps", collect=maps_view, columns=(
         Column("pid", align="right"), Column("start"), Column("end"), Column("perms", "PERM"),
         Column("offset", fmt=lambda v: f"{v:08x}", priority=2), Column("dev", priority=3),
