@@ -15,7 +15,7 @@ from ..errors import ArmvmiError, ExitCode
 from ..view import addr
 from .list import ListWalk
 from .mm import NotResident, VmaInfo, VmaWalk, cmdline, environ, for_each_vma, mm_read, vma_info
-from .tasks import as_task, for_each_task
+from .tasks import as_task, for_each_task, task_info
 
 
 class NoSuchProcess(ArmvmiError):
@@ -168,8 +168,6 @@ def psaux_view(kernel, pids=None):
     for t in ps.tasks:
         errors: list[str] = []
         try:
-            from .tasks import task_info
-
             ti = task_info(kernel, t)
         except ArmvmiError as e:
             res.problems.append(f"task_struct at {t.address_:#x} unreadable: {e}")
