@@ -17,24 +17,19 @@ from .pid import init_pid_ns, xa_entries
 
 
 @record
-class BpfProg:
+class BpfObject:
+    """One row of ``armvmi ebpf``: a program (tag, attach point) or a map (sizes)."""
+
+    kind: str  # "prog" or "map"
     id: int
     type: str
     name: str
-    tag: str
+    tag: str = ""
     attach: str = ""
-    prog: int = addr(0)
-
-
-@record
-class BpfMap:
-    id: int
-    type: str
-    name: str
-    key_size: int = 0
-    value_size: int = 0
-    max_entries: int = 0
-    map: int = addr(0)
+    key_size: int | None = None
+    value_size: int | None = None
+    max_entries: int | None = None
+    address: int = addr(0)  # the struct bpf_prog or struct bpf_map
 
 
 def _enum_name(kernel, type_name: str, value: int, prefix: str) -> str:
@@ -74,7 +69,7 @@ def _idr_objects(kernel, idr_addr: int, problems: list):
         yield entry
 
 
-def bpf_progs(kernel, problems: list) -> list[BpfProg]:
+def bpf_progs(kernel, problems: list) -> list[BpfObject]:
     out = []
     for p in _idr_objects(kernel, find_idr(kernel, "prog_idr", ("bpf_prog_get_curr_or_next", "bpf_prog_alloc_id")), problems):
         try:
@@ -86,37 +81,23 @@ def bpf_progs(kernel, problems: list) -> list[BpfProg]:
                 from ..memory.scan import read_cstring
 
                 attach = read_cstring(kernel.vmem, int(aux.attach_func_name), 128).decode("utf-8", "replace")
-            out.append(BpfProg(id=aux.id, type=_enum_name(kernel, "bpf_prog_type", prog.type, "BPF_PROG_TYPE_"),
-                               name=aux.name, tag=tag, attach=attach, prog=p))
+            out.append(BpfObject("prog", aux.id, _enum_name(kernel, "bpf_prog_type", prog.type, "BPF_PROG_TYPE_"),
+                                 aux.name, tag=tag, attach=attach, address=p))
         except ArmvmiError as e:
             problems.append(f"bpf_prog at {p:#x} unreadable: {e}")
     return out
 
 
-def bpf_maps(kernel, problems: list) -> list[BpfMap]:
+def bpf_maps(kernel, problems: list) -> list[BpfObject]:
     out = []
     for p in _idr_objects(kernel, find_idr(kernel, "map_idr", ("bpf_map_get_curr_or_next", "bpf_map_alloc_id")), problems):
         try:
             m = kernel.object("bpf_map", p)
-            out.append(BpfMap(id=m.id, type=_enum_name(kernel, "bpf_map_type", m.map_type, "BPF_MAP_TYPE_"), name=m.name,
-                              key_size=m.key_size, value_size=m.value_size, max_entries=m.max_entries, map=p))
+            out.append(BpfObject("map", m.id, _enum_name(kernel, "bpf_map_type", m.map_type, "BPF_MAP_TYPE_"), m.name,
+                                 key_size=m.key_size, value_size=m.value_size, max_entries=m.max_entries, address=p))
         except ArmvmiError as e:
             problems.append(f"bpf_map at {p:#x} unreadable: {e}")
     return out
-
-
-@record
-class BpfObject:
-    kind: str  # "prog" or "map"
-    id: int
-    type: str
-    name: str
-    tag: str = ""
-    attach: str = ""
-    key_size: int | None = None
-    value_size: int | None = None
-    max_entries: int | None = None
-    address: int = addr(0)
 
 
 def ebpf_view(kernel):
@@ -126,17 +107,10 @@ def ebpf_view(kernel):
     out = ViewResult()
     for what, fn in (("programs", bpf_progs), ("maps", bpf_maps)):
         try:
-            rows = fn(kernel, problems)
+            out.records += fn(kernel, problems)
         except ArmvmiError as e:
             out.complete = False
             problems.append(f"BPF {what} not listed: {e}")
-            continue
-        for r in rows:
-            if isinstance(r, BpfProg):
-                out.records.append(BpfObject("prog", r.id, r.type, r.name, tag=r.tag, attach=r.attach, address=r.prog))
-            else:
-                out.records.append(BpfObject("map", r.id, r.type, r.name, key_size=r.key_size, value_size=r.value_size,
-                                             max_entries=r.max_entries, address=r.map))
     out.problems = problems
     out.complete = out.complete and not problems
     return out
@@ -149,7 +123,7 @@ def _view():
         Column("kind"), Column("id", align="right"), Column("type"), Column("name"), Column("tag", priority=2),
         Column("attach", priority=3), Column("key_size", "KEY", align="right", priority=4),
         Column("value_size", "VALUE", align="right", priority=4), Column("max_entries", "MAX", align="right", priority=4),
-        Column("address", kind="addr", priority=1)))
+        Column("address", priority=1)))
 
 
 EBPF = _view()

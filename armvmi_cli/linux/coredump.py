@@ -99,7 +99,7 @@ def _nt_file(vmas, page: int) -> bytes:
     return head + body + b"".join(v.path.encode() + b"\0" for v in files)
 
 
-def _auxv(kernel, mm) -> bytes:
+def _auxv(mm) -> bytes:
     try:
         raw = mm.saved_auxv.read_bytes_()
     except ArmvmiError:
@@ -164,7 +164,7 @@ def procdump(kernel, task, out_dir, force: bool = False, inputs=()) -> DumpResul
             res.problems.append(f"argv unreadable: {e}")
         notes = b"".join(_note(b"CORE", NT_PRSTATUS, _prstatus(tid, task.ppid, regs)) for tid, regs in threads)
         notes += _note(b"CORE", NT_PRPSINFO, _prpsinfo(task, argv))
-        auxv = _auxv(kernel, mm)
+        auxv = _auxv(mm)
         if auxv:
             notes += _note(b"CORE", NT_AUXV, auxv)
         notes += _note(b"CORE", NT_FILE, _nt_file(vmas, page))

@@ -166,12 +166,11 @@ def mm_pieces(kernel, mm, address: int, n: int, chunks: bool = False):
                 yield (run_start, join(run), run_len, "")
                 run, run_len = [], 0
             yield hole(cur, s)
-        out = m.out + (s - m.va)
         try:
-            chunks = [lower.read(out, e - s)]
+            whole = lower.read(m.out + (s - m.va), e - s)
         except (TranslationFault, MemoryReadError):
-            chunks = None
-        if chunks is None:
+            whole = None
+        if whole is None:
             # Part of this leaf is missing below (stage 2 not filled, a hole in the image): page by page.
             a = s
             while a < e:
@@ -193,7 +192,7 @@ def mm_pieces(kernel, mm, address: int, n: int, chunks: bool = False):
         else:
             if not run:
                 run_start = s
-            run += chunks
+            run.append(whole)
             run_len += e - s
         if run_len >= PIECE_MAX or len(run) >= PIECE_CHUNKS:  # bounded memory: long runs come in pieces
             yield (run_start, join(run), run_len, "")
@@ -253,7 +252,7 @@ def environ_bytes(kernel, mm) -> bytes:
     """What reading /proc/PID/environ returns (environ_read): env_start..env_end."""
     mm = _mm_object(kernel, mm)
     start, end = mm.env_start, mm.env_end
-    if not mm.env_end or start >= end:
+    if not end or start >= end:
         return b""
     if end - start > ARG_MAX_READ:
         raise ArmvmiError(f"environment area of {end - start:#x} bytes at {start:#x} is not believable")
@@ -336,13 +335,6 @@ def for_each_vma(kernel, mm, walk: VmaWalk | None = None):
         prev_end = end
         yield vma
         node = nxt
-
-
-def find_vma(kernel, mm, address: int):
-    for vma in for_each_vma(kernel, mm):
-        if vma.vm_start <= address < vma.vm_end:
-            return vma
-    return None
 
 
 def perms(flags: int) -> str:

@@ -32,6 +32,7 @@ MODULE_NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV
 MAX_MODULES = 1 << 14
 MAX_TREE_NODES = 1 << 16
 GiB = 1 << 30
+MASK64 = (1 << 64) - 1
 VIEWS = ("module_list", "module_kset", "mod_tree", "memory_scan")
 
 
@@ -122,18 +123,19 @@ def is_module(kernel, address: int, space=None) -> bool:
         name = raw.split(b"\0", 1)[0]
         if not name or b"\0" not in raw or not set(name) <= MODULE_NAME_CHARS:
             return False
-        nxt, prv = kernel.read_u64(address + kernel.offsetof("module", "list")), kernel.read_u64(address + kernel.offsetof("module", "list") + 8)
-        if nxt < 1 << 63 or prv < 1 << 63:
+        link = address + kernel.offsetof("module", "list")
+        if kernel.read_u64(link) < 1 << 63 or kernel.read_u64(link + 8) < 1 << 63:
             return False
         if int(mod.mkobj.mod) != address:
             return False
-        base, size = _layouts(kernel, mod)[0]
+        layouts = _layouts(kernel, mod)
+        base, size = layouts[0]
         if space is None:
             space = module_space(kernel)
         if not _in(space, base) or not 0 < size < GiB:
             return False
         # struct module is the module's .gnu.linkonce.this_module, inside one of its layouts.
-        return any(b <= address < b + s for b, s in _layouts(kernel, mod) if b)
+        return any(b <= address < b + s for b, s in layouts if b)
     except (ArmvmiError, AttributeError, IndexError):
         return False
 
@@ -162,22 +164,15 @@ def modules_head(kernel, hint_modules=(), space=None):
     if head is not None:
         return head
     for m in hint_modules:
-        node = m + off
-        for _ in range(MAX_MODULES):
-            node = kernel.read_u64(node)
-            if node == m + off:
-                break
+        for node in list_nodes(kernel, m + off, ListWalk(), limit=MAX_MODULES):
             if not is_module(kernel, node - off, space):
                 return node
     return None
 
 
-def module_list(kernel, head: int, walk: ListWalk, space) -> list[int]:
+def module_list(kernel, head: int, walk: ListWalk) -> list[int]:
     off = kernel.offsetof("module", "list")
-    out = []
-    for node in list_nodes(kernel, head, walk, limit=MAX_MODULES):
-        out.append(node - off)
-    return out
+    return [node - off for node in list_nodes(kernel, head, walk, limit=MAX_MODULES)]
 
 
 def module_kset(kernel, hint_modules=(), space=None):
@@ -256,30 +251,20 @@ def mod_tree(kernel, space=None):
 
 def tree_modules(kernel, root: int, problems: list) -> list[int]:
     """Modules in the latch tree's first copy (``tree[0]``, linked through
-    ``latch_tree_node.node[0]``)."""
+    ``latch_tree_node.node[0]``), in address order; a module is in it once per layout."""
+    from ..host.kvm import rb_inorder
+
     t = kernel.object("mod_tree_root", root)
-    node = int(t.root.tree[0].rb_node)
-    mtn_node = kernel.offsetof("mod_tree_node", "node")
-    left, right = kernel.offsetof("rb_node", "rb_left"), kernel.offsetof("rb_node", "rb_right")
-    mod_off = kernel.offsetof("mod_tree_node", "mod")
-    out, seen, stack = [], set(), [node]
-    while stack:
-        n = stack.pop()
-        if not n:
-            continue
-        if n in seen or len(seen) >= MAX_TREE_NODES:
-            problems.append(f"mod_tree: node {n:#x} revisited (a cycle) or tree too large")
-            return out
-        seen.add(n)
+    mod_at = kernel.offsetof("mod_tree_node", "mod") - kernel.offsetof("mod_tree_node", "node")
+    walk: list[str] = []
+    out: dict[int, None] = {}
+    for n in rb_inorder(kernel, int(t.root.tree[0].rb_node), walk, MAX_TREE_NODES):
         try:
-            m = kernel.read_u64(n - mtn_node + mod_off)
-            stack += [kernel.read_u64(n + right), kernel.read_u64(n + left)]
+            out.setdefault(kernel.read_u64(n + mod_at))
         except ArmvmiError as e:
-            problems.append(f"mod_tree: node {n:#x} unreadable ({e})")
-            return out
-        if m not in out:
-            out.append(m)
-    return out
+            walk.append(f"mod_tree_node of {n:#x} unreadable ({e})")
+    problems += [f"mod_tree: {p}" for p in walk]
+    return list(out)
 
 
 def scan_modules(kernel, space) -> list[int]:
@@ -291,11 +276,14 @@ def scan_modules(kernel, space) -> list[int]:
 
     back = kernel.offsetof("module", "mkobj") + kernel.offsetof("module_kobject", "mod")
     stext = kernel.symbol("_stext") if kernel.has_symbol("_stext") else None
+    kv = kernel.info.kimage_voffset
     out = []
     for lo, hi in space:
         for m in kernel.vmem.mappings(lo, hi):
             if m.size > 1 << 21 or (stext is not None and m.va <= stext < m.va + m.size):
                 continue  # module memory is vmalloc'ed pages, not the kernel image's blocks
+            if kv is not None and m.out == (m.va - kv) & MASK64:
+                continue  # the kernel image's own pages (its data and bss: the space runs from _etext without _end)
             try:
                 buf = kernel.read(m.va, m.size)
             except ArmvmiError:
@@ -330,7 +318,6 @@ def _lsmod(kernel, scan: bool):
     complete = True
     space = module_space(kernel)
     views: dict[str, list[int]] = {}
-    found = {}
     if scan:
         try:
             views["memory_scan"] = scan_modules(kernel, space)
@@ -355,7 +342,7 @@ def _lsmod(kernel, scan: bool):
         problems.append(f"modules list head not found: {e}")
     walk = ListWalk()
     if head is not None:
-        views["module_list"] = module_list(kernel, head, walk, space)
+        views["module_list"] = module_list(kernel, head, walk)
         problems += [f"modules list: {p}" for p in walk.problems]
         complete = complete and walk.complete
     else:
@@ -374,13 +361,13 @@ def _lsmod(kernel, scan: bool):
     for v in VIEWS:
         if v not in views and not (v == "memory_scan" and not scan):
             problems.append(f"{v}: not available on this kernel")
-    listed = set(views.get("module_list", ()))
-    order = list(views.get("module_list", ()))
-    for v in VIEWS[1:]:
-        order += [m for m in views.get(v, ()) if m not in order]
+    # Sets: a hostile image can fill each view with thousands of candidates.
+    members = {v: set(ms) for v, ms in views.items()}
+    listed = members.get("module_list", set())
+    order = dict.fromkeys(m for v in VIEWS for m in views.get(v, ()))  # the list's order, then each view's
     records = []
     for m in order:
-        seen = [v for v in VIEWS if m in views.get(v, ())]
+        seen = [v for v in VIEWS if m in members.get(v, ())]
         try:
             info = module_info(kernel, kernel.object("module", m))
         except ArmvmiError as e:
@@ -398,7 +385,6 @@ def _lsmod(kernel, scan: bool):
                 continue
             info.hidden = head is not None and walk.complete
         info.seen_by = seen
-        found[m] = info
         records.append(info)
     return records, problems, complete
 
@@ -422,31 +408,49 @@ def lsmod_view(kernel, scan: bool = True):
 
 # -- module symbols (mod->kallsyms) ---------------------------------------------------------------
 
+def _module_symtab(kernel, module: int):
+    """``(strtab, values, symbols)``: the module's defined NOTYPE/OBJECT/FUNC
+    symbols as ``(value, index, st_name)`` sorted by value, ``values`` their
+    values (for bisect); None without kallsyms.  Parsed once per module:
+    every syscall hook into a module looks its symbol up here."""
+    cache = kernel.__dict__.setdefault("_module_symtabs", {})
+    if module not in cache:
+        mod = kernel.object("module", module)
+        ks = mod.kallsyms
+        table = None
+        if int(ks):
+            ks = ks.deref()
+            n, symtab, strtab = ks.num_symtab, int(ks.symtab), int(ks.strtab)
+            if 0 < n < 1 << 20:
+                syms = sorted((value, i, st_name) for i, (st_name, st_info, _other, shndx, value, _size)
+                              in enumerate(struct.iter_unpack("<IBBHQQ", kernel.read(symtab, 24 * n)))
+                              if shndx != 0 and (st_info & 0xF) in (0, 1, 2))
+                table = (strtab, [v for v, _, _ in syms], syms)
+        cache[module] = table
+    return cache[module]
+
+
 def module_symbol(kernel, module: int, va: int):
     """(name, offset) of the module symbol at or below ``va`` (from the
-    module's own ``kallsyms`` symtab/strtab), or None."""
+    module's own ``kallsyms`` symtab/strtab), or None: the highest value
+    with a real name, the first in the symtab among equal values."""
+    from bisect import bisect_left, bisect_right
+
     from ..memory.scan import read_cstring
 
-    mod = kernel.object("module", module)
-    ks = mod.kallsyms
-    if not int(ks):
+    table = _module_symtab(kernel, module)
+    if table is None:
         return None
-    ks = ks.deref()
-    n, symtab, strtab = ks.num_symtab, int(ks.symtab), int(ks.strtab)
-    if not 0 < n < 1 << 20:
-        return None
-    raw = kernel.read(symtab, 24 * n)
-    best = None
-    for i in range(n):
-        st_name, st_info, _other, shndx, value, size = struct.unpack_from("<IBBHQQ", raw, 24 * i)
-        if shndx == 0 or value > va or (st_info & 0xF) not in (0, 1, 2):  # NOTYPE/OBJECT/FUNC
-            continue
-        name = read_cstring(kernel.vmem, strtab + st_name, 128).decode("utf-8", "replace")
-        if not name or name.startswith("$"):  # mapping symbols ($x, $d)
-            continue
-        if best is None or value > best[1]:
-            best = (name, value)
-    return None if best is None else (best[0], va - best[1])
+    strtab, values, syms = table
+    hi = bisect_right(values, va)
+    while hi:
+        lo = bisect_left(values, values[hi - 1])
+        for value, _i, st_name in syms[lo:hi]:
+            name = read_cstring(kernel.vmem, strtab + st_name, 128).decode("utf-8", "replace")
+            if name and not name.startswith("$"):  # not a mapping symbol ($x, $d)
+                return name, va - value
+        hi = lo
+    return None
 
 
 def module_containing(kernel, va: int, modules) -> ModuleInfo | None:
@@ -466,11 +470,11 @@ def _view():
 
     return View("modules", "loaded kernel modules (modules list, cross-checked with sysfs, mod_tree and a memory scan)",
                 collect=lsmod_view, columns=(
-                    Column("name"), Column("base", kind="addr"), Column("size", align="right"),
+                    Column("name"), Column("base"), Column("size", align="right"),
                     Column("refcount", "REFS", align="right"), Column("state"), Column("taint", priority=3),
-                    Column("hidden", "HIDDEN", fmt=lambda v: "HIDDEN" if v else ""),
-                    Column("module", "STRUCT MODULE", kind="addr", priority=1),
-                    Column("seen_by", "SEEN BY", priority=2, kind="list")))
+                    Column("hidden", fmt=lambda v: "HIDDEN" if v else ""),
+                    Column("module", "STRUCT MODULE", priority=1),
+                    Column("seen_by", "SEEN BY", priority=2)))
 
 
 LSMOD = _view()

@@ -15,7 +15,7 @@ from ..errors import ArmvmiError, ExitCode
 from ..view import addr
 from .list import ListWalk
 from .mm import NotResident, VmaInfo, VmaWalk, cmdline, environ, for_each_vma, mm_read, vma_info
-from .tasks import as_task, for_each_task
+from .tasks import as_task, for_each_task, task_info
 
 
 class NoSuchProcess(ArmvmiError):
@@ -79,12 +79,13 @@ def _found(result, pids, tasks):
 
 def find_process(kernel, pid: int):
     """The task with thread id ``pid`` (a leader, a hidden leader, or a thread)."""
-    ps = processes(kernel, [pid])
-    if ps.tasks:
-        return ps.tasks[0]
     from .tasks import for_each_thread
 
-    for t in processes(kernel).tasks:
+    leaders = processes(kernel).tasks  # walked once: the leaders first, then their threads
+    for t in leaders:
+        if _pid(t) == pid:
+            return t
+    for t in leaders:
         try:
             for th in for_each_thread(kernel, t):
                 if th.pid == pid:
@@ -167,8 +168,6 @@ def psaux_view(kernel, pids=None):
     for t in ps.tasks:
         errors: list[str] = []
         try:
-            from .tasks import task_info
-
             ti = task_info(kernel, t)
         except ArmvmiError as e:
             res.problems.append(f"task_struct at {t.address_:#x} unreadable: {e}")
@@ -221,8 +220,7 @@ def envars_view(kernel, pids=None):
             rec.error = "; ".join(errors)
             res.problems.append(f"pid {pid} ({comm}): {rec.error}")
         res.records.append(rec)
-    res.pids_found = {t.pid for t in found} if pids else None
-    return res
+    return _found(res, pids, found)
 
 
 # -- maps ----------------------------------------------------------------------------------------
@@ -244,21 +242,30 @@ def task_maps(kernel, task, walk: VmaWalk | None = None) -> list[VmaInfo]:
     return out
 
 
+def _each_maps(kernel, ps: Processes, res):
+    """``(task, task_maps)`` for each of ``ps``; a VMA walk that stops early
+    is a problem of ``res`` and marks it partial."""
+    for t in ps.tasks:
+        w = VmaWalk()
+        try:
+            vmas = task_maps(kernel, t, w)
+        except ArmvmiError as e:
+            w.problem(f"mm unreadable: {e}")
+            vmas = []
+        if not w.complete:
+            res.complete = False
+        res.problems += [f"pid {_pid(t)}: {p}" for p in w.problems]
+        yield t, vmas
+
+
 def maps_view(kernel, pids=None):
     """``armvmi maps``: one row per VMA of each process."""
     from ..view import ViewResult
 
     ps = processes(kernel, pids)
     res = ViewResult(problems=list(ps.problems), complete=ps.complete)
-    for t in ps.tasks:
-        w = VmaWalk()
-        try:
-            res.records += task_maps(kernel, t, w)
-        except ArmvmiError as e:
-            w.problem(f"mm unreadable: {e}")
-        if not w.complete:
-            res.complete = False
-        res.problems += [f"pid {_pid(t)}: {p}" for p in w.problems]
+    for _t, vmas in _each_maps(kernel, ps, res):
+        res.records += vmas
     return _found(res, pids, ps.tasks)
 
 
@@ -283,15 +290,6 @@ class MalfindRecord:
 PEEK = 64
 
 
-def hexdump(data: bytes, base: int) -> str:
-    rows = []
-    for off in range(0, len(data), 16):
-        chunk = data[off:off + 16]
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        rows.append(f"{base + off:016x}  {' '.join(f'{b:02x}' for b in chunk):<47}  |{text}|")
-    return "\n".join(rows)
-
-
 def suspicious(v: VmaInfo) -> list[str]:
     """Why a mapping looks like injected code (empty: it does not)."""
     from .mm import VM_EXEC, VM_WRITE
@@ -311,20 +309,12 @@ def suspicious(v: VmaInfo) -> list[str]:
 
 def malfind_view(kernel, pids=None):
     """``armvmi malfind``: mappings that look like injected code, as findings."""
+    from ..cli.render import hexdump  # the one `armvmi read` prints (stdlib only)
     from ..view import Finding, ViewResult
 
     ps = processes(kernel, pids)
     res = ViewResult(problems=list(ps.problems), complete=ps.complete)
-    for t in ps.tasks:
-        w = VmaWalk()
-        try:
-            vmas = task_maps(kernel, t, w)
-        except ArmvmiError as e:
-            w.problem(f"mm unreadable: {e}")
-            vmas = []
-        if not w.complete:
-            res.complete = False
-        res.problems += [f"pid {_pid(t)}: {p}" for p in w.problems]
+    for t, vmas in _each_maps(kernel, ps, res):
         for v in vmas:
             why = suspicious(v)
             if not why:
@@ -351,16 +341,13 @@ def malfind_view(kernel, pids=None):
 def _views():
     from ..view import Column, View
 
-    def joined(v):
-        return "-" if v is None else " ".join(v)
-
     psaux = View("processes", "processes with their command line and executable", collect=psaux_view, columns=(
         Column("pid", align="right"), Column("ppid", align="right"), Column("uid", align="right", priority=2),
         Column("euid", align="right", priority=2), Column("comm"), Column("exe", priority=1),
-        Column("hidden", "HIDDEN", fmt=lambda v: "HIDDEN" if v else "", priority=1),
-        Column("argv", "ARGV", fmt=joined)))
+        Column("hidden", fmt=lambda v: "HIDDEN" if v else "", priority=1),
+        Column("argv")))  # a list: space-joined, "-" when unreadable
     envars = View("environ", "the environment of each process", collect=envars_view, columns=(
-        Column("pid", align="right"), Column("comm"), Column("env", "ENV", fmt=joined)))
+        Column("pid", align="right"), Column("comm"), Column("env")))
     maps = View("maps", "memory maps of each process, as /proc/PID/maps", collect=maps_view, columns=(
         Column("pid", align="right"), Column("start"), Column("end"), Column("perms", "PERM"),
         Column("offset", fmt=lambda v: f"{v:08x}", priority=2), Column("dev", priority=3),

@@ -107,7 +107,7 @@ def _by_structure(kernel, prefixes, native: bool):
                     start -= 8
                 if _plausible(kernel, start, prefixes):
                     vals = _entries(kernel, start, prefixes)
-                    compat = any(kernel.lookup(v) and kernel.lookup(v)[0].startswith("__arm64_compat_sys_") for v in vals)
+                    compat = any((hit := kernel.lookup(v)) and hit[0].startswith("__arm64_compat_sys_") for v in vals)
                     if compat != native:
                         return start
                     i = buf.find(needle, i + 8 * max(1, len(vals)))
@@ -217,6 +217,7 @@ def check_syscalls(kernel, modules=None) -> SyscallCheck:
     res.not_run += problems
     native = next((t for t in res.tables if t.name == "sys_call_table"), None)
     names = syscall_names(kernel, len(native.entries)) if native is not None else {}
+    lo, hi = _text(kernel)
     for t in res.tables:
         prefixes = NATIVE if t.name == "sys_call_table" else COMPAT
         for i, ptr in enumerate(t.entries):
@@ -233,7 +234,6 @@ def check_syscalls(kernel, modules=None) -> SyscallCheck:
             if t is native and i in names:
                 ev["syscall"] = names[i]
             hit = kernel.lookup(ptr)
-            lo, hi = _text(kernel)
             m = module_containing(kernel, ptr, modules or [])
             if m is not None:
                 ev["module"] = m.name

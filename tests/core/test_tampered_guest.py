@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 import armvmi_cli
 from armvmi_cli.cli.app import main
-
-
-def _elf_offset(path, pa):
-    from elftools.elf.elffile import ELFFile
-
-    with open(path, "rb") as f:
-        for seg in ELFFile(f).iter_segments():
-            if seg["p_type"] == "PT_LOAD" and seg["p_paddr"] <= pa < seg["p_paddr"] + seg["p_filesz"]:
-                return seg["p_offset"] + pa - seg["p_paddr"]
-    raise AssertionError(f"{pa:#x} not in {path}")
-
-
-def _patch_u64(path, pa, value):
-    with open(path, "r+b") as f:
-        f.seek(_elf_offset(path, pa))
-        f.write(value.to_bytes(8, "little"))
+from tests.fixtures.patch import copy_image, patch_u64
 
 
 @pytest.fixture
 def guest_copy(nokaslr_capture, tmp_path, monkeypatch):
-    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
-    dst = tmp_path / "dump.elf"
-    shutil.copyfile(nokaslr_capture.image, dst)
-    dst.chmod(0o644)
+    dst = copy_image(nokaslr_capture.image, tmp_path, monkeypatch)
     k = armvmi_cli.open(dst, system_map=nokaslr_capture.system_map).vm().kernel
     return dst, k
 
@@ -50,8 +31,8 @@ def test_unlinked_process_is_found_through_the_pid_idr(guest_copy, nokaslr_captu
     node = victim.address_ + off
     nxt, prv = k.read_u64(node), k.read_u64(node + 8)
     # list_del: prev->next = next; next->prev = prev (in guest physical = the image)
-    _patch_u64(path, k.vmem.translate(prv), nxt)
-    _patch_u64(path, k.vmem.translate(nxt + 8), prv)
+    patch_u64(path, k.vmem.translate(prv), nxt)
+    patch_u64(path, k.vmem.translate(nxt + 8), prv)
     rc = main(["ps", str(path), "-m", str(nokaslr_capture.system_map), "--json"])
     doc = json.loads(capsys.readouterr().out)
     out = doc["vms"][0]
@@ -66,7 +47,7 @@ def test_cut_task_list_is_partial_with_a_warning(guest_copy, nokaslr_capture, ca
     path, k = guest_copy
     victim = _task(k, "sshd-fake")
     node = victim.address_ + k.offsetof("task_struct", "tasks")
-    _patch_u64(path, k.vmem.translate(node), 0xFFFF_8000_DEAD_0000)  # next -> unmapped
+    patch_u64(path, k.vmem.translate(node), 0xFFFF_8000_DEAD_0000)  # next -> unmapped
     rc = main(["ps", str(path), "-m", str(nokaslr_capture.system_map)])
     cap = capsys.readouterr()
     # The tasks past the cut are still found through the PID IDR (hidden-process

@@ -5,7 +5,6 @@ System.map and with nothing but the image (kallsyms without data symbols)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 

@@ -6,36 +6,17 @@ never a hang or a traceback."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 import armvmi_cli
 from armvmi_cli.cli.app import main
-
-
-def _elf_offset(path, pa):
-    from elftools.elf.elffile import ELFFile
-
-    with open(path, "rb") as f:
-        for seg in ELFFile(f).iter_segments():
-            if seg["p_type"] == "PT_LOAD" and seg["p_paddr"] <= pa < seg["p_paddr"] + seg["p_filesz"]:
-                return seg["p_offset"] + pa - seg["p_paddr"]
-    raise AssertionError(f"{pa:#x} not in {path}")
-
-
-def _patch_u64(path, pa, value):
-    with open(path, "r+b") as f:
-        f.seek(_elf_offset(path, pa))
-        f.write(value.to_bytes(8, "little"))
+from tests.fixtures.patch import copy_image, patch_u64
 
 
 @pytest.fixture
 def rich_copy(rich_capture, tmp_path, monkeypatch):
-    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
-    dst = tmp_path / "dump.elf"
-    shutil.copyfile(rich_capture.image, dst)
-    dst.chmod(0o644)
+    dst = copy_image(rich_capture.image, tmp_path, monkeypatch)
     return dst, armvmi_cli.open(dst, system_map=rich_capture.system_map).vm().kernel
 
 
@@ -45,7 +26,7 @@ def test_cyclic_module_list_is_partial(rich_copy, rich_capture, capsys):
     path, k = rich_copy
     mods = {m.name: m for m in lsmod(k)[0]}
     node = mods["ifb"].module + k.offsetof("module", "list")
-    _patch_u64(path, k.vmem.translate(node), node)  # ifb.list.next -> itself: a loop that never reaches the head
+    patch_u64(path, k.vmem.translate(node), node)  # ifb.list.next -> itself: a loop that never reaches the head
     rc = main(["lsmod", str(path), "-m", str(rich_capture.system_map), "--json"])
     cap = capsys.readouterr()
     doc = json.loads(cap.out)
@@ -70,7 +51,7 @@ def test_torn_printk_descriptor_is_skipped_with_a_warning(rich_copy, rich_captur
     victim = head - 10  # the 11th newest record
     desc = int(rb.desc_ring.descs) + (victim % count) * k.type("prb_desc").resolve().size
     state_var = k.read_u64(desc)
-    _patch_u64(path, k.vmem.translate(desc), 0x1234)  # state_var: another id, state reserved
+    patch_u64(path, k.vmem.translate(desc), 0x1234)  # state_var: another id, state reserved
     rc = main(["dmesg", str(path), "-m", str(rich_capture.system_map), "--json"])
     cap = capsys.readouterr()
     doc = json.loads(cap.out)
@@ -81,9 +62,9 @@ def test_torn_printk_descriptor_is_skipped_with_a_warning(rich_copy, rich_captur
     assert [r["text"] for r in vm["log"]] == raw[:-11] + raw[-10:]
 
     # the descriptor back, but its text block's end far beyond the ring: that record alone is skipped
-    _patch_u64(path, k.vmem.translate(desc), state_var)
+    patch_u64(path, k.vmem.translate(desc), state_var)
     lpos = desc + k.offsetof("prb_desc", "text_blk_lpos")
-    _patch_u64(path, k.vmem.translate(lpos + 8), 1 << 60)
+    patch_u64(path, k.vmem.translate(lpos + 8), 1 << 60)
     rc = main(["dmesg", str(path), "-m", str(rich_capture.system_map), "--json"])
     cap = capsys.readouterr()
     vm = json.loads(cap.out)["vms"][0]
@@ -97,24 +78,21 @@ def test_corrupt_ring_header_is_a_clear_error(rich_copy, rich_capture, capsys):
 
     path, k = rich_copy
     rb = find_prb(k)
-    _patch_u64(path, k.vmem.translate(rb), 0xFFFF)  # count_bits 65535
+    patch_u64(path, k.vmem.translate(rb), 0xFFFF)  # count_bits 65535
     rc = main(["dmesg", str(path), "-m", str(rich_capture.system_map)])
     err = capsys.readouterr().err
     assert rc == 5 and "Traceback" not in err and "corrupt" in err and "PARTIAL" in err
 
 
 def test_vbar_patched_in_saved_vcpu_registers_is_a_finding(nested_capture, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
-    dst = tmp_path / "host.elf"
-    shutil.copyfile(nested_capture.image, dst)
-    dst.chmod(0o644)
+    dst = copy_image(nested_capture.image, tmp_path, monkeypatch, "host.elf")
     s = armvmi_cli.open(dst)
     vm = s.vms[0]
     hk = s.vm("host").kernel
     idx = hk.type("vcpu_sysreg").resolve().values["VBAR_EL1"]
     slot = vm.kvm.vcpus[0].address + hk.offsetof("kvm_vcpu", "arch.ctxt.sys_regs") + 8 * idx
     evil = vm.kernel.symbol("vectors") + 0x10000  # kernel text, not a vector table
-    _patch_u64(dst, hk.vmem.translate(slot), evil)
+    patch_u64(dst, hk.vmem.translate(slot), evil)
     rc = main(["check", str(dst), "--check", "vector-hook", "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert rc == 1
@@ -134,7 +112,7 @@ def test_entry_redirected_to_another_syscalls_wrapper(rich_copy, rich_capture, c
     sh = rich_capture.tamper["syscall_hook"]
     slot = int(sh["table_va"], 16) + 8 * sh["nr"]
     read = k.symbol("__arm64_sys_read")
-    _patch_u64(path, k.vmem.translate(slot), read)
+    patch_u64(path, k.vmem.translate(slot), read)
     rc = main(["check", str(path), *([] if no_map else ["-m", str(rich_capture.system_map)]), "--check", "syscall-hook", "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert rc == 1
@@ -145,16 +123,13 @@ def test_entry_redirected_to_another_syscalls_wrapper(rich_copy, rich_capture, c
 def test_module_unlinked_from_the_list_and_sysfs_is_still_seen(rich_capture, tmp_path, monkeypatch, capsys):
     """The DKOM copy, with nlmon's kobject also unlinked from module_kset: the
     address tree and the memory scan still see it."""
-    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
-    path = tmp_path / "dkom.elf"
-    shutil.copyfile(rich_capture.dkom_image, path)
-    path.chmod(0o644)
+    path = copy_image(rich_capture.dkom_image, tmp_path, monkeypatch, "dkom.elf")
     k = armvmi_cli.open(path, system_map=rich_capture.system_map).vm().kernel
     mod = int(rich_capture.tamper["hide_module"]["struct_module_va"], 16)
     entry = mod + k.offsetof("module", "mkobj") + k.offsetof("module_kobject", "kobj") + k.offsetof("kobject", "entry")
     nxt, prv = k.read_u64(entry), k.read_u64(entry + 8)
-    _patch_u64(path, k.vmem.translate(prv), nxt)
-    _patch_u64(path, k.vmem.translate(nxt + 8), prv)
+    patch_u64(path, k.vmem.translate(prv), nxt)
+    patch_u64(path, k.vmem.translate(nxt + 8), prv)
     rc = main(["lsmod", str(path), "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert rc == 1

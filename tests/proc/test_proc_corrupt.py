@@ -6,38 +6,18 @@ raises."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 import armvmi_cli
 from armvmi_cli.cli.app import main
 from armvmi_cli.linux.maple_tree import MAPLE_ARANGE_64, MapleLayout
-
-
-def _elf_offset(path, pa):
-    from elftools.elf.elffile import ELFFile
-
-    with open(path, "rb") as f:
-        for seg in ELFFile(f).iter_segments():
-            if seg["p_type"] == "PT_LOAD" and seg["p_paddr"] <= pa < seg["p_paddr"] + seg["p_filesz"]:
-                return seg["p_offset"] + pa - seg["p_paddr"]
-    raise AssertionError(f"{pa:#x} not in {path}")
-
-
-def _patch_u64(path, pa, value):
-    with open(path, "r+b") as f:
-        f.seek(_elf_offset(path, pa))
-        f.write(value.to_bytes(8, "little"))
+from tests.fixtures.patch import copy_image, patch_u64
 
 
 @pytest.fixture
 def rich_copy(rich_capture, tmp_path, monkeypatch):
-    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
-    dst = tmp_path / "dump.elf"
-    shutil.copyfile(rich_capture.image, dst)
-    dst.chmod(0o644)
-    return dst
+    return copy_image(rich_capture.image, tmp_path, monkeypatch)
 
 
 def _root(path, pid):
@@ -75,7 +55,7 @@ def test_cycle_in_a_maple_node(rich_copy, rich_capture, capsys):
     k, node, a64 = _root(rich_copy, 97)
     first_child = k.read_u64(node + a64.slot_off)
     # The second child points back at the root: a loop.
-    _patch_u64(rich_copy, k.vmem.translate(node + a64.slot_off + 8), node | (MAPLE_ARANGE_64 << 3))
+    patch_u64(rich_copy, k.vmem.translate(node + a64.slot_off + 8), node | (MAPLE_ARANGE_64 << 3))
     assert first_child
     rc, vm, err = _maps(capsys, rich_copy)
     _check_partial(rc, vm, err, rich_capture)
@@ -89,7 +69,7 @@ def test_pivots_out_of_order(rich_copy, rich_capture, capsys):
     p0 = k.read_u64(leaf + r64.pivot_off)
     p1 = k.read_u64(leaf + r64.pivot_off + 8)
     assert p0 < p1
-    _patch_u64(rich_copy, k.vmem.translate(leaf + r64.pivot_off + 8), p0 - 0x1000)
+    patch_u64(rich_copy, k.vmem.translate(leaf + r64.pivot_off + 8), p0 - 0x1000)
     rc, vm, err = _maps(capsys, rich_copy)
     _check_partial(rc, vm, err, rich_capture)
     assert any("bad-pivots" in p for p in vm["problems"])
@@ -99,7 +79,7 @@ def test_slot_outside_the_tree(rich_copy, rich_capture, capsys):
     k, node, a64 = _root(rich_copy, 97)
     child = k.read_u64(node + a64.slot_off + 8)
     # A child pointer into unmapped kernel space, keeping its type bits.
-    _patch_u64(rich_copy, k.vmem.translate(node + a64.slot_off + 8), 0xFFFF_7000_0000_0000 | (child & 0xFF))
+    patch_u64(rich_copy, k.vmem.translate(node + a64.slot_off + 8), 0xFFFF_7000_0000_0000 | (child & 0xFF))
     rc, vm, err = _maps(capsys, rich_copy)
     _check_partial(rc, vm, err, rich_capture)
     # malfind and psaux on the same image: same partial mark, no traceback.

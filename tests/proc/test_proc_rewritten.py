@@ -5,7 +5,6 @@ whose title runs into its environment, and a named anonymous mapping."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -13,16 +12,12 @@ import armvmi_cli
 from armvmi_cli.cli.app import main
 from armvmi_cli.linux.mm import mm_layer
 from armvmi_cli.linux.proc import find_process
-
-from .test_proc_corrupt import _elf_offset
+from tests.fixtures.patch import copy_image, elf_offset, patch_u64
 
 
 @pytest.fixture
 def rich_copy(rich_capture, tmp_path, monkeypatch):
-    monkeypatch.setenv("ARMVMI_CACHE", str(tmp_path / "cache"))
-    dst = tmp_path / "dump.elf"
-    shutil.copyfile(rich_capture.image, dst)
-    dst.chmod(0o644)
+    dst = copy_image(rich_capture.image, tmp_path, monkeypatch)
     k = armvmi_cli.open(dst).vm().kernel
     return dst, k
 
@@ -31,7 +26,7 @@ def _write_user(path, k, task, va, data):
     layer = mm_layer(k, task.mm.deref())
     with open(path, "r+b") as f:
         for i, b in enumerate(data):  # byte by byte: the area may cross a page
-            f.seek(_elf_offset(path, layer.translate(va + i)))
+            f.seek(elf_offset(path, layer.translate(va + i)))
             f.write(bytes([b]))
 
 
@@ -75,9 +70,7 @@ def test_named_anonymous_mapping(rich_copy, rich_capture, capsys):
 
     comm = init_task(k).address_ + k.offsetof("task_struct", "comm")
     name_field = vma.address_ + vma.offsetof_("anon_name")
-    with open(path, "r+b") as f:
-        f.seek(_elf_offset(path, k.vmem.translate(name_field)))
-        f.write((comm - k.offsetof("anon_vma_name", "name")).to_bytes(8, "little"))
+    patch_u64(path, k.vmem.translate(name_field), comm - k.offsetof("anon_vma_name", "name"))
     rc = main(["maps", str(path), "--pid", "97", "--json"])
     rows = json.loads(capsys.readouterr().out)["vms"][0]["maps"]
     assert rc == 0
